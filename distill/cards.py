@@ -1,0 +1,47 @@
+"""Find cards (teachers, students, datasets, recipes) by name or path.
+
+Lookup order (DESIGN §1): an explicit path, then the cards installed inside the wheel
+(`distill/_cards/<kind>/`), then the source checkout's top-level `<kind>/` folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import ConfigError
+
+KINDS = ("teachers", "students", "datasets", "recipes")
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def card_dirs(kind: str) -> list[Path]:
+    """Folders searched for cards of `kind`, in order."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown card kind {kind!r}")
+    dirs = [_PACKAGE / "_cards" / kind, _PACKAGE.parent / kind]
+    return [d for d in dirs if d.is_dir()]
+
+
+def names(kind: str) -> list[str]:
+    """Names of every card of `kind` that can be found."""
+    found: set[str] = set()
+    for d in card_dirs(kind):
+        found.update(p.stem for p in d.glob("*.yaml"))
+    return sorted(found)
+
+
+def find(kind: str, name: str) -> Path:
+    """Path of the card `name` (a bundled name or a path to a .yaml file)."""
+    path = Path(name).expanduser()
+    if path.suffix in (".yaml", ".yml") or "/" in name:
+        if path.is_file():
+            return path
+        raise ConfigError(f"{name}: no such file (expected a {kind[:-1]} card .yaml)")
+    for d in card_dirs(kind):
+        candidate = d / f"{name}.yaml"
+        if candidate.is_file():
+            return candidate
+    known = ", ".join(names(kind)) or "none"
+    raise ConfigError(
+        f"no {kind[:-1]} card named '{name}' (bundled: {known}); give one of those or a path to a .yaml file"
+    )

@@ -1,0 +1,147 @@
+"""Sharded Parquet folders: atomic shard writes, done markers, resume, robust reads (DESIGN §2).
+
+A stage folder looks like
+
+    STAGE/data/shard-00000.parquet   the rows; `data/` holds nothing else, so
+                                     datasets.load_dataset("parquet", data_dir=STAGE/data) works
+    STAGE/_done/00000                empty marker, written after the shard file
+    STAGE/manifest.json              written last, when every shard is done
+
+A shard is written to a hidden temporary name and `os.replace`d into place, then marked done;
+a rerun skips marked shards and rewrites anything else, so a crash never loses or doubles rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import UserError
+
+DATA = "data"
+DONE = "_done"
+MANIFEST = "manifest.json"
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.parquet"
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_table(path: Path, table: pa.Table) -> None:
+    """Write a Parquet file atomically: temp name in the same folder, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    pq.write_table(table, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def write_json(path: Path, obj: object) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def mark_done(stage: Path, index: int) -> None:
+    marker = stage / DONE / f"{index:05d}"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    _fsync_dir(marker.parent)
+
+
+def done(stage: Path) -> set[int]:
+    """Indices of the shards marked done in a stage folder."""
+    folder = stage / DONE
+    if not folder.is_dir():
+        return set()
+    return {int(p.name) for p in folder.iterdir() if p.name.isdigit()}
+
+
+def clean_temp(stage: Path) -> None:
+    """Remove temporary files a killed writer left behind."""
+    for p in stage.rglob(".*.tmp-*"):
+        p.unlink(missing_ok=True)
+
+
+def is_complete(stage: Path) -> bool:
+    return (stage / MANIFEST).is_file()
+
+
+def read_manifest(stage: Path) -> dict | None:
+    path = stage / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: unreadable manifest ({e}); delete it and rerun the stage") from None
+
+
+def data_folder(path: Path) -> Path:
+    """The folder of Parquet shards for `path`: a stage folder (its data/) or a shard folder itself."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such folder")
+    if path.is_dir() and (path / DATA).is_dir():
+        return path / DATA
+    return path
+
+
+def list_files(path: Path) -> list[Path]:
+    """Parquet files of a folder (hidden and _-prefixed entries skipped), or the single file given."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise UserError(f"{path}: no such file or folder")
+    return sorted(
+        p
+        for p in path.rglob("*.parquet")
+        if not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
+    )
+
+
+def open_file(path: Path) -> pq.ParquetFile:
+    """Open a Parquet file; a truncated or foreign file is one clear line."""
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as e:
+        raise UserError(
+            f"{path}: not a readable Parquet shard ({str(e).splitlines()[0]}); "
+            "delete it and rerun the stage that wrote it"
+        ) from None
+
+
+def read_file(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """Read one shard, naming the file and the missing column on failure."""
+    pf = open_file(path)
+    if columns:
+        missing = [c for c in columns if c not in pf.schema_arrow.names]
+        if missing:
+            raise UserError(f"{path}: missing column '{missing[0]}' (has: {', '.join(pf.schema_arrow.names)})")
+    try:
+        return pf.read(columns=columns)
+    except (pa.ArrowException, OSError) as e:
+        raise UserError(
+            f"{path}: damaged Parquet shard ({str(e).splitlines()[0]}); delete it and rerun the stage that wrote it"
+        ) from None
+
+
+def count_rows(path: Path) -> int:
+    return sum(open_file(p).metadata.num_rows for p in list_files(path))

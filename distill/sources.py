@@ -1,0 +1,142 @@
+"""Dataset cards to prompt rows (DESIGN §3): hub datasets, local files, or registered generators."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from .arithmetic import arithmetic
+from .config import DataSource, DatasetCard
+from .errors import ConfigError, UserError
+
+# Prompt generators: plain functions (**params) -> iterable of {problem, answer[, id]}.
+GENERATORS: dict[str, Callable[..., Iterable[dict]]] = {"arithmetic": arithmetic}
+
+_LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def register_generator(name: str, fn: Callable[..., Iterable[dict]]) -> None:
+    """Make a prompt generator available to dataset cards as `generator: NAME`."""
+    GENERATORS[name] = fn
+
+
+def _as_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # AMC-style 27.0 → "27"
+    return str(value)
+
+
+def _generated(card: DatasetCard) -> list[dict]:
+    fn = GENERATORS.get(card.generator or "")
+    if fn is None:
+        raise ConfigError(
+            f"dataset card '{card.name}': unknown generator '{card.generator}' (known: {', '.join(GENERATORS)})"
+        )
+    accepted = inspect.signature(fn).parameters
+    for key in card.params:
+        if key not in accepted:
+            raise ConfigError(
+                f"dataset card '{card.name}': unknown generator param '{key}' (valid: {', '.join(accepted)})"
+            )
+    try:
+        return list(fn(**card.params))
+    except (KeyError, ValueError, TypeError) as e:
+        raise ConfigError(f"dataset card '{card.name}': generator '{card.generator}' failed: {e}") from None
+
+
+def _loaded(card: DatasetCard, path: str | None, split: str) -> tuple[list[dict], str]:
+    """Raw rows from a local file (when a path is given) or the hub, and a name for messages."""
+    import datasets  # heavy: only when prompts are actually loaded
+
+    datasets.disable_progress_bars()
+    if path:
+        file = Path(path).expanduser()
+        if not file.is_file():
+            raise UserError(f"{file}: no such file (data path of dataset card '{card.name}')")
+        fmt = _LOCAL_FORMATS.get(file.suffix.lower())
+        if fmt is None:
+            raise UserError(f"{file}: unsupported file type (use .jsonl, .json, .parquet or .csv)")
+        try:
+            ds = datasets.load_dataset(fmt, data_files=str(file), split="train")
+        except Exception as e:  # noqa: BLE001 - any parse failure is the file's fault
+            raise UserError(f"{file}: cannot be read as {fmt} ({str(e).splitlines()[0][:200]})") from None
+        return ds.to_list(), str(file)
+    if not card.hub:
+        raise ConfigError(f"dataset card '{card.name}' names no hub dataset, path or generator")
+    try:
+        ds = datasets.load_dataset(card.hub, card.subset, split=split)
+    except Exception as e:  # noqa: BLE001 - offline, gated, missing: all the same to the user
+        raise UserError(
+            f"cannot load '{card.hub}' from the hub ({type(e).__name__}: {str(e).splitlines()[0][:160]}); "
+            f"give a local file with --set data.N.path=FILE (dataset card '{card.name}')"
+        ) from None
+    return ds.to_list(), card.hub
+
+
+def prompt_rows(source: DataSource) -> list[dict]:
+    """The prompt rows of one recipe data source, with stable ids and gold answers."""
+    card = source.card
+    cols = card.columns
+    if card.generator and not source.path:
+        raw, origin = _generated(card), f"generator '{card.generator}'"
+        cols = type(cols)(problem="problem", answer="answer", id="id")
+    else:
+        raw, origin = _loaded(card, source.path or card.path, source.split or card.split)
+    if raw:
+        have = list(raw[0])
+        for want in (cols.problem, cols.answer, cols.id):
+            if want is not None and want not in raw[0]:
+                raise UserError(
+                    f"{origin}: no column '{want}' (has: {', '.join(have)}); "
+                    f"map it under `columns:` in dataset card '{card.name}'"
+                )
+    pattern = re.compile(card.answer_pattern) if card.answer_pattern else None
+    rows, seen = [], set()
+    for i, r in enumerate(raw):
+        problem = r[cols.problem]
+        if not isinstance(problem, str) or not problem.strip():
+            raise UserError(f"{origin}: row {i} has an empty '{cols.problem}'")
+        answer = _as_text(r[cols.answer]) if cols.answer else None
+        if pattern is not None and answer is not None:
+            m = pattern.search(answer)
+            answer = m.group(1).strip() if m else None
+        if cols.id is not None:
+            rid = f"{card.name}/{r[cols.id]}"
+        else:  # stable across runs and machines: derived from the source and the problem text
+            rid = f"{card.name}/{hashlib.sha1(problem.encode()).hexdigest()[:16]}"
+        if rid in seen:  # a repeated problem would give repeated (id, sample_idx) pairs
+            continue
+        seen.add(rid)
+        rows.append(
+            {
+                "id": rid,
+                "problem": problem,
+                "answer": answer,
+                "source": card.name,
+                "domain": card.domain,
+                "choices": r.get("choices"),
+                "tests": r.get("tests"),
+            }
+        )
+        if source.limit is not None and len(rows) >= source.limit:
+            break
+    return rows
+
+
+def load_prompts(sources: tuple[DataSource, ...], limit: int | None = None) -> list[dict]:
+    """All prompt rows of a recipe, in order, first `limit` only when given."""
+    if not sources:
+        raise ConfigError("the recipe has no `data:` section: name at least one dataset card")
+    rows: list[dict] = []
+    seen: set[str] = set()
+    for source in sources:
+        for row in prompt_rows(source):
+            if row["id"] not in seen:
+                seen.add(row["id"])
+                rows.append(row)
+    return rows[:limit] if limit is not None else rows

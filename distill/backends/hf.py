@@ -1,0 +1,77 @@
+"""The plain engine: transformers `generate`, batched with left padding."""
+
+from __future__ import annotations
+
+from .. import models
+from ..config import TeacherCard
+from ..prompting import THINK_OPEN, prompt_messages
+from . import GenSettings, Sample
+
+
+def open_backend(teacher: TeacherCard, settings: GenSettings):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    path, kwargs = models.load_args(teacher)
+    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    tokenizer.padding_side = "left"  # decoder-only batching: prompts end where generation starts
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dtype = models.torch_dtype(teacher.dtype)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs).to(device).eval()
+    eos = model.generation_config.eos_token_id
+    eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    eos_ids.add(tokenizer.eos_token_id)
+    eos_ids.discard(None)
+    prefix = THINK_OPEN + "\n" if settings.template.think_prefix else ""
+
+    def render(problem: str) -> str:
+        messages = prompt_messages(settings.template, problem)
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + prefix
+
+    def generate(prompts: list[dict], seed: int, on_batch=None) -> list[Sample]:
+        torch.manual_seed(seed)  # per shard: a resumed shard samples what it would have
+        samples: list[Sample] = []
+        for start in range(0, len(prompts), settings.batch_size):
+            batch = prompts[start : start + settings.batch_size]
+            enc = tokenizer(
+                [render(p["problem"]) for p in batch], return_tensors="pt", padding=True, add_special_tokens=False
+            ).to(device)
+            sampling = settings.temperature > 0
+            with torch.inference_mode():
+                out = model.generate(
+                    **enc,
+                    do_sample=sampling,
+                    temperature=settings.temperature if sampling else None,
+                    top_p=settings.top_p if sampling else None,
+                    top_k=None,
+                    max_new_tokens=settings.max_tokens,
+                    num_return_sequences=settings.n,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=sorted(eos_ids),
+                )
+            generated = out[:, enc["input_ids"].shape[1] :].tolist()
+            batch_tokens = 0
+            for row, ids in enumerate(generated):
+                j, k = divmod(row, settings.n)
+                stop = next((i for i, t in enumerate(ids) if t in eos_ids), None)
+                kept = ids if stop is None else ids[: stop + 1]
+                batch_tokens += len(kept)
+                samples.append(
+                    {
+                        "prompt_index": start + j,
+                        "sample_idx": k,
+                        "completion": prefix + tokenizer.decode(kept, skip_special_tokens=True),
+                        "finish_reason": "length" if stop is None else "stop",
+                        "prompt_tokens": int(enc["attention_mask"][j].sum()),
+                        "completion_tokens": len(kept),
+                    }
+                )
+            if on_batch is not None:
+                on_batch(len(generated), batch_tokens)
+        return samples
+
+    return generate

@@ -1,0 +1,177 @@
+"""run_generate(): prompts → shard plan → teacher backend → trace shards (DESIGN §2–3)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from . import backends, models, runfolder, schema, shards
+from .config import Recipe
+from .errors import ConfigError, UserError
+from .sources import load_prompts
+from .ui import console, progress
+
+STAGE = "traces"
+
+
+def settings_for(recipe: Recipe) -> backends.GenSettings:
+    """Sampling settings: the recipe's generate section over the teacher card's defaults."""
+    teacher, gen = recipe.teacher, recipe.generate
+    settings = backends.GenSettings(
+        backend=backends.resolve_name(gen.backend),
+        n=gen.n,
+        temperature=teacher.sampling.temperature if gen.temperature is None else gen.temperature,
+        top_p=teacher.sampling.top_p if gen.top_p is None else gen.top_p,
+        max_tokens=teacher.sampling.max_tokens if gen.max_tokens is None else gen.max_tokens,
+        seed=gen.seed,
+        template=teacher.template,
+        batch_size=gen.batch_size,
+    )
+    for name, ok in [
+        ("generate.n", settings.n >= 1),
+        ("generate.max_tokens", settings.max_tokens >= 1),
+        ("generate.temperature", settings.temperature >= 0),
+        ("generate.top_p", 0 < settings.top_p <= 1),
+        ("generate.shard_size", gen.shard_size >= 1),
+        ("generate.batch_size", gen.batch_size >= 1),
+    ]:
+        if not ok:
+            raise ConfigError(f"{recipe.name}: {name} is out of range")
+    if "{problem}" not in settings.template.user:
+        raise ConfigError(f"teacher card '{teacher.name}': template.user must contain {{problem}}")
+    return settings
+
+
+def shard_seed(seed: int, index: int) -> int:
+    """Each shard samples from its own seed, so a resumed shard repeats itself exactly."""
+    return (seed * 1_000_003 + index) % (2**63)
+
+
+def _check_done_shard(folder: Path, index: int, expected: list[str]) -> None:
+    """A done shard must hold the prompts the plan gives it, or the source changed under us."""
+    path = folder / shards.shard_name(index)
+    if not path.is_file():
+        raise UserError(f"{path}: marked done but missing; delete {folder.parent / shards.DONE / f'{index:05d}'}")
+    ids = set(shards.read_file(path, ["id"]).column("id").to_pylist())
+    if ids != set(expected):
+        raise UserError(
+            f"{path}: holds other prompts than the plan gives shard {index} (the prompt source changed); use a new --out"
+        )
+
+
+def run_generate(recipe: Recipe, out: Path, rank: int = 0, world_size: int = 1) -> dict:
+    """Generate the traces of `recipe` into `out/traces`; resumable, shard by shard."""
+    if recipe.teacher is None:
+        raise ConfigError(f"recipe '{recipe.name}' names no teacher: add `teacher: CARD` or --set teacher=CARD")
+    if not 0 <= rank < world_size:
+        raise ConfigError(f"--rank {rank} must be in 0..{world_size - 1} for --world-size {world_size}")
+    settings = settings_for(recipe)
+    stage = Path(out) / STAGE
+    data = stage / shards.DATA
+    done = shards.done(stage)
+    runfolder.claim(Path(out), recipe, "generate", started=bool(done))
+    prompts = load_prompts(recipe.data, recipe.generate.limit)
+    size = recipe.generate.shard_size
+    plan = [prompts[i : i + size] for i in range(0, len(prompts), size)]
+    shards.clean_temp(stage)
+    for index in sorted(done):
+        if index >= len(plan):
+            raise UserError(f"{stage}: shard {index} is beyond the plan's {len(plan)} shards; use a new --out")
+        _check_done_shard(data, index, [p["id"] for p in plan[index]])
+    todo = [i for i in range(len(plan)) if i % world_size == rank and i not in done]
+    teacher_name = models.describe(recipe.teacher)
+    gen_config = settings.gen_config()
+    written = 0
+    if todo:
+        console.print(
+            f"generate: {len(prompts)} prompts × {settings.n} in {len(plan)} shards "
+            f"({len(done)} done, {len(todo)} to do here) with {settings.backend} on {recipe.teacher.name}"
+        )
+        generate = backends.open_backend(recipe.teacher, settings)
+        total = sum(len(plan[i]) for i in todo) * settings.n
+        with progress("generate", total) as advance:
+            for index in todo:
+                started = time.monotonic()
+                samples = generate(plan[index], shard_seed(settings.seed, index), advance)
+                rows = [
+                    {
+                        **plan[index][s["prompt_index"]],
+                        **{k: v for k, v in s.items() if k != "prompt_index"},
+                        "teacher": teacher_name,
+                        "gen_config": gen_config,
+                    }
+                    for s in samples
+                ]
+                rows.sort(key=lambda r: (r["id"], r["sample_idx"]))
+                _check_complete(rows, plan[index], settings.n, index)
+                shards.write_table(data / shards.shard_name(index), schema.table(rows, schema.TRACE))
+                shards.mark_done(stage, index)
+                written += len(rows)
+                tokens = sum(r["completion_tokens"] for r in rows)
+                elapsed = time.monotonic() - started
+                console.print(
+                    f"  shard {index + 1}/{len(plan)}: {len(rows)} samples, {tokens} tokens, "
+                    f"{tokens / max(elapsed, 1e-9):,.0f} tok/s"
+                )
+    return finish(stage, plan, settings, teacher_name, written)
+
+
+def _check_complete(rows: list[dict], prompts: list[dict], n: int, index: int) -> None:
+    want = {(p["id"], k) for p in prompts for k in range(n)}
+    got = [(r["id"], r["sample_idx"]) for r in rows]
+    if len(got) != len(want) or set(got) != want:
+        raise RuntimeError(f"backend returned {len(got)} samples for shard {index}, expected {len(want)}")
+
+
+def finish(stage: Path, plan: list[list[dict]], settings, teacher: str, written: int) -> dict:
+    """Write the manifest once every shard (of every rank) is done; report progress either way."""
+    done = shards.done(stage)
+    complete = all(i in done for i in range(len(plan)))
+    summary = {"shards": len(plan), "shards_done": len(done & set(range(len(plan)))), "written_now": written}
+    if complete and not shards.is_complete(stage):
+        import pyarrow.parquet as pq
+
+        files = [stage / shards.DATA / shards.shard_name(i) for i in range(len(plan))]
+        meta = [pq.ParquetFile(f).metadata.num_rows for f in files]
+        stats = [shards.read_file(f, ["finish_reason", "completion_tokens"]) for f in files]
+        truncated = sum(t.column("finish_reason").to_pylist().count("length") for t in stats)
+        tokens = sum(sum(t.column("completion_tokens").to_pylist()) for t in stats)
+        shards.write_json(
+            stage / shards.MANIFEST,
+            {
+                "stage": "generate",
+                "teacher": teacher,
+                "gen_config": settings.gen_config(),
+                "plan": {f"{i:05d}": [p["id"] for p in prompts] for i, prompts in enumerate(plan)},
+                "counts": {
+                    "prompts": sum(len(p) for p in plan),
+                    "samples": sum(meta),
+                    "completion_tokens": tokens,
+                    "truncated": truncated,
+                },
+                "versions": _versions(),
+            },
+        )
+    summary["complete"] = complete
+    if complete:
+        summary.update(read_counts(stage))
+    return summary
+
+
+def read_counts(stage: Path) -> dict:
+    manifest = shards.read_manifest(stage) or {}
+    return dict(manifest.get("counts", {}))
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    from . import __version__
+
+    out = {"distill": __version__}
+    for name in ("torch", "transformers", "datasets", "pyarrow"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out

@@ -1,0 +1,77 @@
+"""Math answers checked with math-verify against the gold answer.
+
+The answer is read from the response (the text after `</think>`): the last `\\boxed{}` first;
+without one, math-verify's own extraction ("final answer is …", then the last expression).
+math-verify's SIGALRM timeouts are switched off: this runs in a worker process that the pool
+kills when it overruns, which also stops C-level work that an alarm cannot interrupt.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+from . import Verdict, register
+
+logging.getLogger("math_verify").setLevel(logging.CRITICAL)  # it logs whole inputs on failure
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{…} (or \\fbox{…}), braces matched; None if there is none."""
+    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if start < 0:
+        return None
+    i = text.find("{", start)
+    if i < 0:
+        # \boxed 5 (no braces) is valid LaTeX for a single token
+        rest = text[start + len("\\boxed") :].strip().split()
+        return rest[0].rstrip(".,;$") if rest else None
+    depth = 0
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1 : j].strip()
+    return None  # unbalanced: treat as no box
+
+
+@lru_cache(maxsize=4096)
+def _parse_gold(gold: str):
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+
+    configs = [LatexExtractionConfig(), ExprExtractionConfig()]
+    parsed = parse(f"${gold}$", extraction_config=configs, parsing_timeout=None)
+    return parsed or parse(gold, extraction_config=configs, parsing_timeout=None)
+
+
+def _parse_answer(response: str):
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+
+    boxed = last_boxed(response)
+    configs = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
+    if boxed:  # an empty \boxed{} (a model echoing the instruction) is no answer: read on
+        return parse(f"\\boxed{{{boxed}}}", extraction_config=configs, parsing_timeout=None), boxed
+    parsed = parse(response, extraction_config=configs, parsing_timeout=None)
+    shown = parsed[-1] if parsed and isinstance(parsed[-1], str) else (str(parsed[0]) if parsed else None)
+    return parsed, shown
+
+
+@register("math", isolated=True, domains=("math",))
+def check_math(row: dict, options: dict) -> Verdict:
+    from math_verify import verify
+
+    gold = row.get("answer")
+    if gold is None or not str(gold).strip():
+        return Verdict(False, "no_gold")
+    gold_parsed = _parse_gold(str(gold).strip())
+    if not gold_parsed:
+        return Verdict(False, "gold_unparsable")
+    parsed, shown = _parse_answer(row["response"])
+    if shown is not None and len(shown) > 200:  # the answer column is for reading, not a copy of the text
+        shown = shown[:197] + "..."
+    if not parsed:
+        return Verdict(False, "no_answer", shown)
+    ok = verify(gold_parsed, parsed, timeout_seconds=None)
+    return Verdict(True, None, shown) if ok else Verdict(False, "wrong_answer", shown)

@@ -1,0 +1,39 @@
+"""The verifier worker process: receive (names, row, options), send back a Verdict.
+
+Imported by the forkserver before any worker forks, so math-verify (and sympy) load once.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+
+import math_verify  # noqa: F401 - preloaded on purpose: workers fork with it imported
+
+from . import Verdict, run
+
+logging.getLogger("math_verify").setLevel(logging.CRITICAL)
+
+# A runaway expression (9^{9^{9}} expanded, a huge factorial) fails with MemoryError inside
+# the worker instead of taking the machine's memory.
+MEMORY_LIMIT_BYTES = 4 << 30
+
+
+def serve(conn) -> None:
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+    except (ValueError, OSError):  # not allowed here (some containers): the time limit still holds
+        pass
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        names, row, options = task
+        try:
+            verdict = run(names, row, options)
+        except Exception as e:  # noqa: BLE001 - a verifier bug rejects one row, not the run
+            verdict = Verdict(False, "verifier_error")
+        conn.send(verdict)

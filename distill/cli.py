@@ -1,0 +1,164 @@
+"""The `distill` command: parse, load the recipe, call a stage function, print the outcome.
+
+Stage modules are imported inside the commands, so `distill --help` never imports torch.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Reasoning distillation: a teacher writes chains of thought, verifiers keep the right ones, "
+    "a student learns them with SFT.",
+)
+
+RecipeOpt = Annotated[str, typer.Option("--recipe", "-r", help="Bundled recipe name (e.g. quickstart) or a .yaml path.")]
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override any recipe key: --set generate.n=4 (repeatable)."),
+]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run folder to write into (created if missing).")]
+RankOpt = Annotated[int, typer.Option("--rank", help="This worker's index, for sharded scale-out.")]
+WorldOpt = Annotated[int, typer.Option("--world-size", help="Number of workers; this one takes shards i % W == rank.")]
+
+
+def _guard(fn: Callable[[], None]) -> None:
+    """Run a command body; user mistakes become one line on stderr and a non-zero exit."""
+    try:
+        fn()
+    except UserError as e:
+        message = " ".join(str(e).split("\n"))
+        sys.stderr.write(f"error: {message}\n")
+        raise typer.Exit(e.exit_code) from None
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: finished shards are kept; rerun the same command to resume\n")
+        raise typer.Exit(130) from None
+
+
+def _recipe(name: str | None, sets: list[str] | None, limit: int | None = None):
+    from .config import load_recipe
+
+    overrides = list(sets or [])
+    if limit is not None:
+        overrides.append(f"generate.limit={limit}")
+    return load_recipe(name, overrides)
+
+
+@app.command()
+def generate(
+    recipe: RecipeOpt,
+    out: OutOpt,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N prompts.")] = None,
+    sets: SetOpt = None,
+    rank: RankOpt = 0,
+    world_size: WorldOpt = 1,
+) -> None:
+    """Have the teacher write traces into OUT/traces (sharded Parquet, resumable)."""
+
+    def body() -> None:
+        from .generate import run_generate
+        from .ui import console
+
+        result = run_generate(_recipe(recipe, sets, limit), out, rank=rank, world_size=world_size)
+        if result["complete"]:
+            console.print(f"traces: {result['samples']} samples in {out / 'traces'}")
+        else:
+            console.print(f"traces: {result['shards_done']}/{result['shards']} shards done (other ranks pending)")
+
+    _guard(body)
+
+
+@app.command("filter")
+def filter_(
+    source: Annotated[Path, typer.Argument(help="Run folder, traces/ folder, or any folder of trace Parquet files.")],
+    out: OutOpt,
+    recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="Recipe for filter settings.")] = None,
+    sets: SetOpt = None,
+    rank: RankOpt = 0,
+    world_size: WorldOpt = 1,
+) -> None:
+    """Verify traces: kept rows with `messages` in OUT/filtered, rejects with their reason."""
+
+    def body() -> None:
+        from .filter import print_report, run_filter
+        from .ui import console
+
+        result = run_filter(_recipe(recipe, sets), source, out, rank=rank, world_size=world_size)
+        if result["complete"]:
+            print_report(result)
+            console.print(f"filtered: {result['kept']} rows in {out / 'filtered' / 'data'}")
+        else:
+            console.print(f"filtered: {result['files_done']}/{result['files']} files done (other ranks pending)")
+
+    _guard(body)
+
+
+@app.command()
+def train(
+    recipe: RecipeOpt,
+    data: Annotated[Path, typer.Option("--data", "-d", help="Run folder, filtered/ folder, or Parquet folder with `messages`.")],
+    out: OutOpt,
+    sets: SetOpt = None,
+    merge: Annotated[bool, typer.Option("--merge", help="Also write merged weights to OUT/student/merged.")] = False,
+) -> None:
+    """Fine-tune the student on verified traces (loss on the assistant turn only)."""
+
+    def body() -> None:
+        from .train import run_train
+        from .ui import console
+
+        summary = run_train(_recipe(recipe, sets), data, out, merge=merge)
+        first, last = summary["loss_first"], summary["loss_last"]
+        loss = f"{first:.3f} → {last:.3f}" if first is not None else "n/a"
+        console.print(f"student: {summary['steps']} steps, loss {loss}, saved in {out / 'student'}")
+
+    _guard(body)
+
+
+@app.command()
+def run(
+    recipe: RecipeOpt,
+    out: OutOpt,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N prompts.")] = None,
+    sets: SetOpt = None,
+    merge: Annotated[bool, typer.Option("--merge", help="Also write merged student weights.")] = False,
+) -> None:
+    """Run generate → filter → train into OUT, skipping stages that are already complete."""
+
+    def body() -> None:
+        from .pipeline import print_summary, run_pipeline
+
+        results = run_pipeline(_recipe(recipe, sets, limit), out, merge=merge)
+        print_summary(results, out)
+
+    _guard(body)
+
+
+@app.command()
+def cards(kind: Annotated[Optional[str], typer.Argument(help="teachers, students, datasets or recipes")] = None) -> None:
+    """List the bundled cards and recipes."""
+    from . import cards as card_lookup
+    from .ui import console
+
+    def body() -> None:
+        kinds = [kind] if kind else list(card_lookup.KINDS)
+        for k in kinds:
+            if k not in card_lookup.KINDS:
+                raise UserError(f"unknown card kind '{k}' (use {', '.join(card_lookup.KINDS)})")
+            console.print(f"[bold]{k}[/]: {', '.join(card_lookup.names(k)) or '(none)'}")
+
+    _guard(body)
+
+
+def main() -> None:
+    app()

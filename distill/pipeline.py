@@ -1,0 +1,54 @@
+"""run_pipeline(): generate → filter → train in one run folder, each stage skipped when done."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import shards
+from .config import Recipe
+from .filter import STAGE as FILTERED, run_filter
+from .generate import STAGE as TRACES, run_generate
+from .train import STAGE as STUDENT, SUMMARY, run_train
+from .ui import console
+
+
+def run_pipeline(recipe: Recipe, out: Path, merge: bool = False) -> dict:
+    """Run every stage of `recipe` into `out`; a rerun after a kill picks up where it stopped."""
+    out = Path(out)
+    results: dict = {}
+    if shards.is_complete(out / TRACES):
+        console.print(f"generate: {out / TRACES} is complete; skipping")
+    results["generate"] = run_generate(recipe, out)
+    if shards.is_complete(out / FILTERED):
+        console.print(f"filter: {out / FILTERED} is complete; skipping")
+    results["filter"] = run_filter(recipe, out, out)
+    if results["filter"]["kept"] == 0:
+        results["train"] = None
+        console.print(f"train: skipped, the filter kept no rows (see {out / FILTERED / 'report.json'})")
+    else:
+        if (out / STUDENT / SUMMARY).is_file():
+            console.print(f"train: {out / STUDENT} is complete; skipping")
+        results["train"] = run_train(recipe, out, out, merge=merge)
+    return results
+
+
+def print_summary(results: dict, out: Path) -> None:
+    from rich.panel import Panel
+
+    gen, filt, train = results["generate"], results["filter"], results.get("train")
+    lines = [
+        f"generated  {gen.get('samples', 0)} samples for {gen.get('prompts', 0)} prompts "
+        f"({gen.get('truncated', 0)} truncated)",
+        f"kept       {filt['kept']} of {filt['rows_in']} "
+        f"({100 * filt['kept'] / max(filt['rows_in'], 1):.1f}%)",
+    ]
+    if filt["reasons"]:
+        lines.append("dropped    " + ", ".join(f"{r} {c}" for r, c in filt["reasons"].items()))
+    if train:
+        first, last = train["loss_first"], train["loss_last"]
+        loss = f"{first:.3f} → {last:.3f} (first → last quarter of steps)" if first is not None else "n/a"
+        lines.append(f"trained    {train['method']} on {train['rows']} rows, {train['steps']} steps, loss {loss}")
+    else:
+        lines.append("trained    nothing: no rows survived the filter")
+    lines.append(f"output     {out}/  (traces/, filtered/, student/)")
+    console.print(Panel("\n".join(lines), title="distill run", expand=False))

@@ -1,0 +1,195 @@
+"""run_train(): filtered rows → prompt/completion conversations → TRL SFTTrainer (+ peft LoRA).
+
+The loss is on the assistant turn only: each `messages` row becomes a conversational
+prompt/completion pair, and TRL masks everything its chat template renders for the prompt.
+That works with any chat template, including ones without `{% generation %}` markers. Before
+training we count the supervised tokens TRL actually produced and stop when there are none.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+from . import models, runfolder, shards
+from .config import Recipe
+from .errors import ConfigError, UserError
+from .ui import console
+
+STAGE = "student"
+SUMMARY = "train_summary.json"
+METHODS = ("lora", "full")
+
+
+def filtered_folder(data: Path) -> Path:
+    """The folder of kept rows for `data`: a run folder, a filtered/ stage, or any Parquet folder."""
+    data = Path(data)
+    if not data.exists():
+        raise UserError(f"{data}: no such folder")
+    stage = data / "filtered" if (data / "filtered").is_dir() else data
+    if (stage / shards.DONE).is_dir() and not shards.is_complete(stage):
+        raise UserError(f"{stage}: filtering is not finished; rerun the same `distill filter` command first")
+    return shards.data_folder(stage)
+
+
+def _load_rows(folder: Path):
+    """The training conversations as a datasets.Dataset of prompt/completion pairs."""
+    files = shards.list_files(folder)
+    if not files:
+        raise UserError(f"{folder}: no Parquet files to train on")
+    for f in files:
+        if "messages" not in shards.open_file(f).schema_arrow.names:
+            raise UserError(f"{f}: no 'messages' column; train on the output of `distill filter`")
+    total = shards.count_rows(folder)
+    if total == 0:
+        report = folder.parent / "report.json"
+        hint = f" (see {report})" if report.is_file() else ""
+        raise UserError(f"nothing to train on: the filter kept 0 rows in {folder}{hint}")
+    import datasets
+
+    datasets.disable_progress_bars()
+    ds = datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train")
+    ds = ds.select_columns(["messages"])
+
+    def split(row: dict) -> dict:
+        messages = row["messages"]
+        if not messages or messages[-1]["role"] != "assistant":
+            raise UserError(f"{folder}: a conversation does not end with an assistant turn")
+        return {"prompt": messages[:-1], "completion": messages[-1:]}
+
+    return ds.map(split, remove_columns=["messages"])
+
+
+def _supervised_counts(dataset) -> list[int]:
+    """Tokens per row that carry loss, as TRL prepared them (after masking and truncation)."""
+    return [sum(1 for t in labels if t != -100) for labels in dataset["labels"]]
+
+
+def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False) -> dict:
+    """Fine-tune the recipe's student on the kept rows in `data`; write `out/student`."""
+    student, cfg = recipe.student, recipe.train
+    if student is None:
+        raise ConfigError(f"recipe '{recipe.name}' names no student: add `student: CARD` or --set student=CARD")
+    if cfg.method not in METHODS:
+        raise ConfigError(f"train.method '{cfg.method}' is not supported (use {' or '.join(METHODS)})")
+    stage = Path(out) / STAGE
+    summary_path = stage / SUMMARY
+    folder = filtered_folder(data)
+    runfolder.claim(Path(out), recipe, "train", started=summary_path.is_file())
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        if merge and not (stage / "merged").is_dir():
+            _merge(stage, student)
+        console.print(f"train: {stage} is already trained; skipping")
+        return summary
+    dataset = _load_rows(folder)
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+    from trl import SFTConfig, SFTTrainer
+
+    hf_logging.disable_progress_bar()
+    # transformers 5.2x renamed gradient_checkpointing; TRL still uses the old name internally.
+    warnings.filterwarnings("ignore", message=r".*gradient_checkpointing` is deprecated", category=FutureWarning)
+    path, kwargs = models.load_args(student)
+    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    if student.chat_template:
+        tokenizer.chat_template = student.chat_template
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dtype = models.torch_dtype(cfg.dtype if cfg.dtype != "auto" else student.dtype)
+    on_gpu = torch.cuda.is_available()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
+    peft_config = None
+    if cfg.method == "lora":
+        from peft import LoraConfig
+
+        targets = student.lora_target_modules
+        peft_config = LoraConfig(
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=targets if isinstance(targets, str) else list(targets),
+            task_type="CAUSAL_LM",
+        )
+    max_length = cfg.max_length or student.max_length
+    args = SFTConfig(
+        output_dir=str(stage / "checkpoints"),
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float below 1 is a ratio of total steps
+        weight_decay=cfg.weight_decay,
+        logging_steps=cfg.logging_steps,
+        save_strategy="no",
+        report_to="none",
+        seed=cfg.seed,
+        max_length=max_length,
+        completion_only_loss=True,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        bf16=dtype == torch.bfloat16,  # never bf16 on a CPU: TrainingArguments refuses it there
+        fp16=False,
+        use_cpu=not on_gpu,
+        disable_tqdm=not console.is_terminal,
+    )
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
+    )
+    counts = _supervised_counts(trainer.train_dataset)
+    if sum(counts) == 0:
+        raise UserError(
+            f"no supervised tokens in {len(counts)} rows: every assistant turn falls beyond "
+            f"max_length={max_length}; raise train.max_length"
+        )
+    empty = sum(1 for c in counts if c == 0)
+    console.print(
+        f"train: {len(counts)} conversations, {sum(counts)} supervised tokens"
+        + (f" ({empty} rows have none: cut at max_length={max_length})" if empty else "")
+        + f", {cfg.method} on {student.name} in {str(dtype).removeprefix('torch.')}"
+    )
+    result = trainer.train()
+    trainer.save_model(str(stage))
+    tokenizer.save_pretrained(str(stage))
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    # One logged step is noisy (the last batch may be a single row): compare quarters.
+    quarter = max(1, len(losses) // 4)
+    summary = {
+        "student": models.describe(student),
+        "method": cfg.method,
+        "rows": len(counts),
+        "supervised_tokens": sum(counts),
+        "rows_without_supervised_tokens": empty,
+        "steps": trainer.state.global_step,
+        "loss_first": sum(losses[:quarter]) / quarter if losses else None,  # mean of the first quarter
+        "loss_last": sum(losses[-quarter:]) / quarter if losses else None,  # mean of the last quarter
+        "train_loss": result.training_loss if math.isfinite(result.training_loss) else None,
+        "dtype": str(dtype).removeprefix("torch."),
+    }
+    shards.write_json(stage / "train_log.json", trainer.state.log_history)
+    if merge:
+        _merge(stage, student, trainer.model)
+    shards.write_json(summary_path, summary)  # last: its presence means the stage is complete
+    return summary
+
+
+def _merge(stage: Path, student, model=None) -> None:
+    """Write adapter + base merged into plain weights at `stage/merged`."""
+    merged = stage / "merged"
+    if not (stage / "adapter_config.json").is_file():
+        console.print("train: full fine-tuning already wrote plain weights; nothing to merge")
+        return
+    from peft import AutoPeftModelForCausalLM
+
+    if model is None:
+        model = AutoPeftModelForCausalLM.from_pretrained(str(stage))
+    model.merge_and_unload().save_pretrained(str(merged))
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(str(stage)).save_pretrained(str(merged))
+    console.print(f"train: merged weights in {merged}")

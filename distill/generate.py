@@ -129,13 +129,10 @@ def finish(stage: Path, plan: list[list[dict]], settings, teacher: str, written:
     complete = all(i in done for i in range(len(plan)))
     summary = {"shards": len(plan), "shards_done": len(done & set(range(len(plan)))), "written_now": written}
     if complete and not shards.is_complete(stage):
-        import pyarrow.parquet as pq
-
-        files = [stage / shards.DATA / shards.shard_name(i) for i in range(len(plan))]
-        meta = [pq.ParquetFile(f).metadata.num_rows for f in files]
-        stats = [shards.read_file(f, ["finish_reason", "completion_tokens"]) for f in files]
-        truncated = sum(t.column("finish_reason").to_pylist().count("length") for t in stats)
-        tokens = sum(sum(t.column("completion_tokens").to_pylist()) for t in stats)
+        stats = [
+            shards.read_file(stage / shards.DATA / shards.shard_name(i), ["finish_reason", "completion_tokens"])
+            for i in range(len(plan))
+        ]
         shards.write_json(
             stage / shards.MANIFEST,
             {
@@ -145,9 +142,9 @@ def finish(stage: Path, plan: list[list[dict]], settings, teacher: str, written:
                 "plan": {f"{i:05d}": [p["id"] for p in prompts] for i, prompts in enumerate(plan)},
                 "counts": {
                     "prompts": sum(len(p) for p in plan),
-                    "samples": sum(meta),
-                    "completion_tokens": tokens,
-                    "truncated": truncated,
+                    "samples": sum(t.num_rows for t in stats),
+                    "completion_tokens": sum(sum(t.column("completion_tokens").to_pylist()) for t in stats),
+                    "truncated": sum(t.column("finish_reason").to_pylist().count("length") for t in stats),
                 },
                 "versions": _versions(),
             },

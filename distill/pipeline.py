@@ -2,33 +2,38 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from . import shards
 from .config import Recipe
 from .filter import STAGE as FILTERED, run_filter
 from .generate import STAGE as TRACES, run_generate
-from .train import STAGE as STUDENT, SUMMARY, run_train
+from .train import run_train
 from .ui import console
 
 
 def run_pipeline(recipe: Recipe, out: Path, merge: bool = False) -> dict:
     """Run every stage of `recipe` into `out`; a rerun after a kill picks up where it stopped."""
     out = Path(out)
-    results: dict = {}
+    results: dict = {"seconds": {}}
+
+    def timed(stage: str, fn, *args, **kwargs):
+        start = time.monotonic()
+        results[stage] = fn(*args, **kwargs)
+        results["seconds"][stage] = time.monotonic() - start
+
     if shards.is_complete(out / TRACES):
         console.print(f"generate: {out / TRACES} is complete; skipping")
-    results["generate"] = run_generate(recipe, out)
+    timed("generate", run_generate, recipe, out)
     if shards.is_complete(out / FILTERED):
         console.print(f"filter: {out / FILTERED} is complete; skipping")
-    results["filter"] = run_filter(recipe, out, out)
+    timed("filter", run_filter, recipe, out, out)
     if results["filter"]["kept"] == 0:
         results["train"] = None
         console.print(f"train: skipped, the filter kept no rows (see {out / FILTERED / 'report.json'})")
     else:
-        if (out / STUDENT / SUMMARY).is_file():
-            console.print(f"train: {out / STUDENT} is complete; skipping")
-        results["train"] = run_train(recipe, out, out, merge=merge)
+        timed("train", run_train, recipe, out, out, merge=merge)
     return results
 
 
@@ -36,18 +41,22 @@ def print_summary(results: dict, out: Path) -> None:
     from rich.panel import Panel
 
     gen, filt, train = results["generate"], results["filter"], results.get("train")
+    secs = {k: f" [{v:.0f} s]" for k, v in results["seconds"].items()}
     lines = [
         f"generated  {gen.get('samples', 0)} samples for {gen.get('prompts', 0)} prompts "
-        f"({gen.get('truncated', 0)} truncated)",
+        f"({gen.get('truncated', 0)} truncated){secs['generate']}",
         f"kept       {filt['kept']} of {filt['rows_in']} "
-        f"({100 * filt['kept'] / max(filt['rows_in'], 1):.1f}%)",
+        f"({100 * filt['kept'] / max(filt['rows_in'], 1):.1f}%){secs['filter']}",
     ]
     if filt["reasons"]:
         lines.append("dropped    " + ", ".join(f"{r} {c}" for r, c in filt["reasons"].items()))
     if train:
         first, last = train["loss_first"], train["loss_last"]
-        loss = f"{first:.3f} → {last:.3f} (first → last quarter of steps)" if first is not None else "n/a"
-        lines.append(f"trained    {train['method']} on {train['rows']} rows, {train['steps']} steps, loss {loss}")
+        loss = f"{first:.3f} → {last:.3f}" if first is not None else "n/a"  # means of first/last quarter
+        lines.append(
+            f"trained    {train['method']} on {train['rows']} rows, {train['steps']} steps, loss {loss}"
+            f"{secs.get('train', '')}"
+        )
     else:
         lines.append("trained    nothing: no rows survived the filter")
     lines.append(f"output     {out}/  (traces/, filtered/, student/)")

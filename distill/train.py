@@ -82,7 +82,7 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False) -> dic
         summary = json.loads(summary_path.read_text())
         if merge and not (stage / "merged").is_dir():
             _merge(stage, student)
-        console.print(f"train: {stage} is already trained; skipping")
+        console.print(f"train: {stage} is complete; skipping")
         return summary
     dataset = _load_rows(folder)
 
@@ -136,7 +136,7 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False) -> dic
         bf16=dtype == torch.bfloat16,  # never bf16 on a CPU: TrainingArguments refuses it there
         fp16=False,
         use_cpu=not on_gpu,
-        disable_tqdm=not console.is_terminal,
+        disable_tqdm=True,  # _quiet_logs prints progress instead
     )
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
@@ -153,6 +153,7 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False) -> dic
         + (f" ({empty} rows have none: cut at max_length={max_length})" if empty else "")
         + f", {cfg.method} on {student.name} in {str(dtype).removeprefix('torch.')}"
     )
+    _quiet_logs(trainer)
     result = trainer.train()
     trainer.save_model(str(stage))
     tokenizer.save_pretrained(str(stage))
@@ -176,6 +177,24 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False) -> dic
         _merge(stage, student, trainer.model)
     shards.write_json(summary_path, summary)  # last: its presence means the stage is complete
     return summary
+
+
+def _quiet_logs(trainer) -> None:
+    """Replace the trainer's per-step log dicts with about ten compact lines."""
+    from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+
+    class Report(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            every = max(1, state.max_steps // 10)
+            if logs and "loss" in logs and (state.global_step % every == 0 or state.global_step == state.max_steps):
+                console.print(
+                    f"  step {state.global_step}/{state.max_steps}  loss {float(logs['loss']):.4f}  "
+                    f"lr {float(logs.get('learning_rate', 0)):.2e}"
+                )
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(Report())
 
 
 def _merge(stage: Path, student, model=None) -> None:

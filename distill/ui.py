@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from rich.console import Console
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)  # log lines stay whole in files
 err_console = Console(stderr=True, highlight=False)
 
 

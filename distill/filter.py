@@ -22,20 +22,6 @@ DEFAULTS = {"answer": None, "source": "unknown", "domain": "math", "finish_reaso
             "prompt_tokens": None, "completion_tokens": None, "gen_config": None}
 
 
-def trace_folder(source: Path) -> Path:
-    """The folder of trace shards for `source`: a run folder, a traces/ stage, or any Parquet folder."""
-    source = Path(source)
-    if not source.exists():
-        raise UserError(f"{source}: no such folder")
-    stage = source / "traces" if (source / "traces").is_dir() else source
-    if (stage / shards.DONE).is_dir() and not shards.is_complete(stage):
-        raise UserError(
-            f"{stage}: generation is not finished ({len(shards.done(stage))} shards done, no manifest); "
-            "rerun the same `distill generate` command first"
-        )
-    return shards.data_folder(stage)
-
-
 @lru_cache(maxsize=64)
 def _template(gen_config: str | None) -> PromptTemplate | None:
     """The prompt template a trace was generated with (None for traces from elsewhere)."""
@@ -102,7 +88,7 @@ def run_filter(recipe: Recipe, source: Path, out: Path, rank: int = 0, world_siz
     _check_verifiers(cfg.verifiers)
     if cfg.timeout <= 0:
         raise ConfigError("filter.timeout must be a positive number of seconds")
-    data = trace_folder(source)
+    data = shards.input_folder(source, "traces", "generate")
     files = shards.list_files(data)
     if not files:
         raise UserError(f"{data}: no Parquet files to filter")

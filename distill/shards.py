@@ -103,6 +103,21 @@ def data_folder(path: Path) -> Path:
     return path
 
 
+def input_folder(path: Path, stage: str, command: str) -> Path:
+    """The shards to read for `path`: a run folder (its `stage`/), a stage folder, or any folder
+    of Parquet files. A stage that has started but not finished is refused, not half-read."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such folder")
+    folder = path / stage if (path / stage).is_dir() else path
+    if (folder / DONE).is_dir() and not is_complete(folder):
+        raise UserError(
+            f"{folder}: not finished ({len(done(folder))} shards done, no manifest); "
+            f"rerun the same `distill {command}` command first"
+        )
+    return data_folder(folder)
+
+
 def list_files(path: Path) -> list[Path]:
     """Parquet files of a folder (hidden and _-prefixed entries skipped), or the single file given."""
     path = Path(path)

@@ -23,17 +23,6 @@ SUMMARY = "train_summary.json"
 METHODS = ("lora", "full")
 
 
-def filtered_folder(data: Path) -> Path:
-    """The folder of kept rows for `data`: a run folder, a filtered/ stage, or any Parquet folder."""
-    data = Path(data)
-    if not data.exists():
-        raise UserError(f"{data}: no such folder")
-    stage = data / "filtered" if (data / "filtered").is_dir() else data
-    if (stage / shards.DONE).is_dir() and not shards.is_complete(stage):
-        raise UserError(f"{stage}: filtering is not finished; rerun the same `distill filter` command first")
-    return shards.data_folder(stage)
-
-
 def _load_rows(folder: Path):
     """The training conversations as a datasets.Dataset of prompt/completion pairs."""
     files = shards.list_files(folder)
@@ -76,7 +65,7 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False) -> dic
         raise ConfigError(f"train.method '{cfg.method}' is not supported (use {' or '.join(METHODS)})")
     stage = Path(out) / STAGE
     summary_path = stage / SUMMARY
-    folder = filtered_folder(data)
+    folder = shards.input_folder(data, "filtered", "filter")
     runfolder.claim(Path(out), recipe, "train", started=summary_path.is_file())
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text())

@@ -104,7 +104,7 @@ def test_unfinished_generation_is_refused(tmp_path):
     stage = tmp_path / "run" / "traces"
     write_traces(stage / "data", [[trace("a", "1", "\\boxed{1}")]])
     shards.mark_done(stage, 0)
-    with pytest.raises(UserError, match="generation is not finished"):
+    with pytest.raises(UserError, match=r"traces: not finished \(1 shards done, no manifest\); rerun the same `distill generate`"):
         run_filter(load_recipe(None), tmp_path / "run", tmp_path / "run")
 
 

@@ -6,6 +6,7 @@ Lookup order (DESIGN §1): an explicit path, then the cards installed inside the
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 from .errors import ConfigError
@@ -41,7 +42,10 @@ def find(kind: str, name: str) -> Path:
         candidate = d / f"{name}.yaml"
         if candidate.is_file():
             return candidate
-    known = ", ".join(names(kind)) or "none"
+    known = names(kind)
+    near = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f"did you mean '{near[0]}'? " if near else ""
     raise ConfigError(
-        f"no {kind[:-1]} card named '{name}' (bundled: {known}); give one of those or a path to a .yaml file"
+        f"no {kind[:-1]} card named '{name}' ({hint}bundled: {', '.join(known) or 'none'}); "
+        "give one of those or a path to a .yaml file"
     )

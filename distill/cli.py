@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .errors import UserError
+from .errors import ConfigError, UserError
 
 app = typer.Typer(
     add_completion=False,
@@ -32,26 +32,32 @@ RankOpt = Annotated[int, typer.Option("--rank", help="This worker's index, for s
 WorldOpt = Annotated[int, typer.Option("--world-size", help="Number of workers; this one takes shards i % W == rank.")]
 
 
-def _guard(fn: Callable[[], None]) -> None:
+RESUMABLE = "interrupted: finished shards are kept; rerun the same command to resume"
+NOT_RESUMABLE = "interrupted: training does not resume yet; rerun the same command to train from the start"
+
+
+def _guard(fn: Callable[[], None], interrupted: str = RESUMABLE) -> None:
     """Run a command body; user mistakes become one line on stderr and a non-zero exit."""
     try:
         fn()
     except UserError as e:
-        message = " ".join(str(e).split("\n"))
+        message = " ".join(str(e).splitlines())
         sys.stderr.write(f"error: {message}\n")
         raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted: finished shards are kept; rerun the same command to resume\n")
+        sys.stderr.write(interrupted + "\n")
         raise typer.Exit(130) from None
 
 
 def _recipe(name: str | None, sets: list[str] | None, limit: int | None = None):
-    from .config import load_recipe
+    from .recipes import load_recipe
 
     overrides = list(sets or [])
+    labels = [f"--set {o}" for o in overrides]
     if limit is not None:
         overrides.append(f"generate.limit={limit}")
-    return load_recipe(name, overrides)
+        labels.append(f"--limit {limit}")
+    return load_recipe(name, overrides, labels)
 
 
 @app.command()
@@ -80,7 +86,9 @@ def generate(
 
 @app.command("filter")
 def filter_(
-    source: Annotated[Path, typer.Argument(help="Run folder, traces/ folder, or any folder of trace Parquet files.")],
+    source: Annotated[
+        Path, typer.Argument(metavar="IN", help="Run folder, traces/ folder, or any folder of trace Parquet files.")
+    ],
     out: OutOpt,
     recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="Recipe for filter settings.")] = None,
     sets: SetOpt = None,
@@ -122,7 +130,7 @@ def train(
         loss = f"{first:.3f} → {last:.3f}" if first is not None else "n/a"
         console.print(f"student: {summary['steps']} steps, loss {loss}, saved in {out / 'student'}")
 
-    _guard(body)
+    _guard(body, NOT_RESUMABLE)
 
 
 @app.command()
@@ -141,7 +149,7 @@ def run(
         results = run_pipeline(_recipe(recipe, sets, limit), out, merge=merge)
         print_summary(results, out)
 
-    _guard(body)
+    _guard(body, RESUMABLE + " (training restarts from its first step)")
 
 
 @app.command()
@@ -154,10 +162,27 @@ def cards(kind: Annotated[Optional[str], typer.Argument(help="teachers, students
         kinds = [kind] if kind else list(card_lookup.KINDS)
         for k in kinds:
             if k not in card_lookup.KINDS:
-                raise UserError(f"unknown card kind '{k}' (use {', '.join(card_lookup.KINDS)})")
+                raise ConfigError(f"unknown card kind '{k}' (use {', '.join(card_lookup.KINDS)})")
             console.print(f"[bold]{k}[/]: {', '.join(card_lookup.names(k)) or '(none)'}")
 
     _guard(body)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"distill {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = None,
+) -> None:
+    pass
 
 
 def main() -> None:

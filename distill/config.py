@@ -1,28 +1,40 @@
-"""Frozen, typed configs for cards and recipes, loaded from YAML with loud, one-line errors.
+"""Frozen, typed configs: the cards (teacher, student, dataset) and the recipe's stage sections.
 
-A recipe names its cards (or holds them inline, as `recipe.resolved.yaml` does) and has one
-section per stage. `load_recipe(name_or_path, overrides)` gives a fully resolved `Recipe`;
-unknown keys fail with the file, the key and the nearest valid key (DESIGN §4, §7.2).
+Each checks its own values in __post_init__; `distill.recipes` turns YAML into these and turns
+a failed check into a one-line error naming the file and the key.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Union
-
-import yaml
-
-from . import cards
-from .errors import ConfigError
+from typing import Any
 
 # The DeepSeek-R1 evaluation/generation prompt: no system prompt, this instruction after the problem.
 # `{problem}` is replaced literally (no str.format), so templates need no brace escaping.
 R1_USER_TEMPLATE = "{problem}\n\nPlease reason step by step, and put your final answer within \\boxed{}."
+
+
+DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay")
+TRAIN_METHODS = ("lora", "full")
+
+
+class InvalidValue(ValueError):
+    """Raised by a config's __post_init__; `build` turns it into a one-line ConfigError."""
+
+    def __init__(self, field: str, value: Any, message: str) -> None:
+        super().__init__(f"{field} {message}")
+        self.field, self.value, self.message = field, value, message
+
+
+def _require(ok: bool, field: str, value: Any, message: str) -> None:
+    if not ok:
+        raise InvalidValue(field, value, message)
+
+
+def _one_of(field: str, value: Any, allowed: tuple[str, ...]) -> None:
+    _require(value in allowed, field, value, f"must be one of {', '.join(allowed)}")
 
 
 # ---------------------------------------------------------------- cards
@@ -51,6 +63,11 @@ class Sampling:
     top_p: float = 0.95
     max_tokens: int = 32768
 
+    def __post_init__(self) -> None:
+        _require(self.temperature >= 0, "temperature", self.temperature, "must be 0 or more")
+        _require(0 < self.top_p <= 1, "top_p", self.top_p, "must be in (0, 1]")
+        _require(self.max_tokens >= 1, "max_tokens", self.max_tokens, "must be at least 1")
+
 
 @dataclass(frozen=True)
 class TeacherCard:
@@ -64,6 +81,10 @@ class TeacherCard:
     engine: dict = field(default_factory=dict)  # passed untouched to the engine (vLLM, …)
     description: str | None = None
 
+    def __post_init__(self) -> None:
+        _one_of("dtype", self.dtype, DTYPES)
+        _require("{problem}" in self.template.user, "template.user", self.template.user, "must contain {problem}")
+
 
 @dataclass(frozen=True)
 class StudentCard:
@@ -76,6 +97,10 @@ class StudentCard:
     max_length: int = 4096
     lora_target_modules: str | tuple[str, ...] = "all-linear"
     description: str | None = None
+
+    def __post_init__(self) -> None:
+        _one_of("dtype", self.dtype, DTYPES)
+        _require(self.max_length >= 1, "max_length", self.max_length, "must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -114,6 +139,9 @@ class DataSource:
     split: str | None = None
     limit: int | None = None
 
+    def __post_init__(self) -> None:
+        _require(self.limit is None or self.limit >= 1, "limit", self.limit, "must be at least 1")
+
 
 @dataclass(frozen=True)
 class GenerateConfig:
@@ -127,6 +155,15 @@ class GenerateConfig:
     batch_size: int = 16  # prompts per forward pass (transformers backend)
     limit: int | None = None  # first N prompts of the whole prompt set
 
+    def __post_init__(self) -> None:
+        _require(self.n >= 1, "n", self.n, "must be at least 1")
+        _require(self.temperature is None or self.temperature >= 0, "temperature", self.temperature, "must be 0 or more")
+        _require(self.top_p is None or 0 < self.top_p <= 1, "top_p", self.top_p, "must be in (0, 1]")
+        _require(self.max_tokens is None or self.max_tokens >= 1, "max_tokens", self.max_tokens, "must be at least 1")
+        _require(self.shard_size >= 1, "shard_size", self.shard_size, "must be at least 1")
+        _require(self.batch_size >= 1, "batch_size", self.batch_size, "must be at least 1")
+        _require(self.limit is None or self.limit >= 1, "limit", self.limit, "must be at least 1")
+
 
 @dataclass(frozen=True)
 class FilterConfig:
@@ -135,6 +172,10 @@ class FilterConfig:
     workers: int = 0  # verifier processes; 0 = one per CPU core
     require_think: bool = False  # reject completions without a closed <think> block
     reject_truncated: bool = True  # reject finish_reason == "length"
+
+    def __post_init__(self) -> None:
+        _require(self.timeout > 0, "timeout", self.timeout, "must be a positive number of seconds")
+        _require(self.workers >= 0, "workers", self.workers, "must be 0 (one per core) or more")
 
 
 @dataclass(frozen=True)
@@ -157,6 +198,23 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     dtype: str = "auto"  # auto: bf16 on a GPU that supports it, else fp32
 
+    def __post_init__(self) -> None:
+        _one_of("method", self.method, TRAIN_METHODS)
+        _require(self.lora_r >= 1, "lora_r", self.lora_r, "must be at least 1")
+        _require(self.lora_alpha > 0, "lora_alpha", self.lora_alpha, "must be positive")
+        _require(0 <= self.lora_dropout < 1, "lora_dropout", self.lora_dropout, "must be in [0, 1)")
+        _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be positive")
+        _require(self.epochs > 0, "epochs", self.epochs, "must be positive")
+        _require(self.max_steps == -1 or self.max_steps >= 1, "max_steps", self.max_steps, "must be -1 (off) or at least 1")
+        _require(self.batch_size >= 1, "batch_size", self.batch_size, "must be at least 1")
+        _require(self.grad_accum >= 1, "grad_accum", self.grad_accum, "must be at least 1")
+        _require(self.max_length is None or self.max_length >= 1, "max_length", self.max_length, "must be at least 1")
+        _require(0 <= self.warmup_ratio < 1, "warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
+        _one_of("lr_scheduler", self.lr_scheduler, SCHEDULERS)
+        _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be 0 or more")
+        _require(self.logging_steps >= 1, "logging_steps", self.logging_steps, "must be at least 1")
+        _one_of("dtype", self.dtype, DTYPES)
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -168,237 +226,3 @@ class Recipe:
     filter: FilterConfig = FilterConfig()
     train: TrainConfig = TrainConfig()
     description: str | None = None
-
-
-_CARD_KIND = {TeacherCard: "teachers", StudentCard: "students", DatasetCard: "datasets"}
-
-
-# ---------------------------------------------------------------- building and validation
-
-
-def _where(source: str, path: str) -> str:
-    return f"{source}: {path}" if path else source
-
-
-def _describe(tp: Any) -> str:
-    if tp is bool:
-        return "true or false"
-    if tp is int:
-        return "an integer"
-    if tp is float:
-        return "a number"
-    if tp is str:
-        return "a string"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    origin = typing.get_origin(tp)
-    if origin is tuple:
-        return "a list"
-    if tp is dict or origin is dict:
-        return "a mapping"
-    if origin in (Union, types.UnionType):
-        return " or ".join("null" if a is type(None) else _describe(a) for a in typing.get_args(tp))
-    return str(tp)
-
-
-def _coerce(value: Any, tp: Any, source: str, path: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        real = [a for a in args if a is not type(None)]
-        if len(real) == 1:  # Optional[X]: X's own error is the useful one
-            return _coerce(value, real[0], source, path)
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, source, path)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{_where(source, path)} must be {_describe(tp)}, got {value!r}")
-    if dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
-        if isinstance(value, str) and tp in _CARD_KIND:
-            return load_card(tp, value)
-        if not isinstance(value, dict):
-            raise ConfigError(f"{_where(source, path)} must be {_describe(tp)}, got {value!r}")
-        return build(tp, value, source, path)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{_where(source, path)} must be a list, got {value!r}")
-        (elem, *_) = typing.get_args(tp)
-        return tuple(_coerce(v, elem, source, f"{path}.{i}") for i, v in enumerate(value))
-    if tp is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{_where(source, path)} must be a mapping, got {value!r}")
-        return dict(value)
-    ok = {
-        bool: isinstance(value, bool),
-        int: isinstance(value, int) and not isinstance(value, bool),
-        float: isinstance(value, (int, float)) and not isinstance(value, bool),
-        str: isinstance(value, str),
-    }.get(tp)
-    if ok is None:
-        return value
-    if not ok:
-        raise ConfigError(f"{_where(source, path)} must be {_describe(tp)}, got {value!r}")
-    return float(value) if tp is float else value
-
-
-def unknown_key_error(key: str, valid: list[str], source: str, section: str) -> ConfigError:
-    """The one-line error for an unknown key, naming the nearest valid one."""
-    near = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    hint = f"did you mean '{near[0]}'?" if near else f"valid keys: {', '.join(valid)}"
-    where = f"in {section}" if section else "at the top level"
-    return ConfigError(f"{source}: unknown key '{key}' {where} ({hint})")
-
-
-def build(cls: type, data: dict, source: str, path: str = "") -> Any:
-    """Build frozen dataclass `cls` from a mapping, rejecting unknown keys and wrong types."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in fields:
-            raise unknown_key_error(str(key), list(fields), source, path)
-    kwargs = {}
-    for name, f in fields.items():
-        sub = f"{path}.{name}" if path else name
-        if name in data:
-            kwargs[name] = _coerce(data[name], hints[name], source, sub)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{source}: missing key '{sub}'")
-    return cls(**kwargs)
-
-
-def load_yaml(path: Path) -> dict:
-    """Read a YAML mapping; a broken file is one clear line."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{at} ({getattr(e, 'problem', e)})") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
-    return data
-
-
-def _read_card(path: Path) -> dict:
-    data = load_yaml(path)
-    data.setdefault("name", path.stem)
-    return data
-
-
-def load_card(cls: type, name: str) -> Any:
-    """Load a teacher, student or dataset card by bundled name or path."""
-    path = cards.find(_CARD_KIND[cls], name)
-    return build(cls, _read_card(path), str(path))
-
-
-# ---------------------------------------------------------------- recipes and overrides
-
-
-def _normalise_recipe(raw: dict) -> dict:
-    """Shorthands: `data: gsm8k` or `data: [gsm8k, …]` mean `[{card: gsm8k}, …]`."""
-    data = raw.get("data")
-    if isinstance(data, (str, dict)):
-        data = [data]
-    if isinstance(data, list):
-        raw["data"] = [{"card": d} if isinstance(d, str) else d for d in data]
-    return raw
-
-
-def _card_mapping(kind: str, name: str) -> dict:
-    return _read_card(cards.find(kind, name))
-
-
-def _expand_cards_on_path(raw: dict, keys: list[str]) -> None:
-    """Replace a card name by the card's own mapping when `--set` reaches inside the card."""
-    if len(keys) > 1 and keys[0] in ("teacher", "student") and isinstance(raw.get(keys[0]), str):
-        raw[keys[0]] = _card_mapping(keys[0] + "s", raw[keys[0]])
-    if len(keys) > 3 and keys[0] == "data" and keys[1].isdigit() and keys[2] == "card":
-        entries = raw.get("data") or []
-        i = int(keys[1])
-        if i < len(entries) and isinstance(entries[i], dict) and isinstance(entries[i].get("card"), str):
-            entries[i]["card"] = _card_mapping("datasets", entries[i]["card"])
-
-
-def _index(node: list, key: str, dotted: str) -> int:
-    if not key.isdigit() or int(key) >= len(node):
-        raise ConfigError(f"--set {dotted}: '{key}' is not an index of a list of {len(node)}")
-    return int(key)
-
-
-def apply_override(raw: dict, assignment: str) -> None:
-    """Apply one `--set a.b.c=value` (value parsed as YAML) to a raw recipe mapping."""
-    dotted, sep, text = assignment.partition("=")
-    dotted = dotted.strip()
-    if not sep or not dotted:
-        raise ConfigError(f"--set {assignment}: expected KEY=VALUE, e.g. --set generate.n=4")
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        value = text
-    keys = dotted.split(".")
-    _expand_cards_on_path(raw, keys)
-    node: Any = raw
-    for key in keys[:-1]:
-        if isinstance(node, list):
-            node = node[_index(node, key, dotted)]
-        else:
-            if node.get(key) is None:
-                node[key] = {}
-            node = node[key]
-        if not isinstance(node, (dict, list)):
-            raise ConfigError(f"--set {dotted}: '{key}' holds a value, not a section")
-    if isinstance(node, list):
-        node[_index(node, keys[-1], dotted)] = value
-    else:
-        node[keys[-1]] = value
-
-
-def find_recipe(name: str) -> Path:
-    return cards.find("recipes", name)
-
-
-def load_recipe(name: str | None, overrides: tuple[str, ...] | list[str] = ()) -> Recipe:
-    """Resolve a recipe (bundled name, path, or None for defaults) with `--set` overrides."""
-    if name is None:
-        raw: dict = {"name": "default"}
-        source = "defaults"
-    else:
-        path = find_recipe(name)
-        raw = load_yaml(path)
-        raw.setdefault("name", path.stem)
-        source = str(path)
-    raw = _normalise_recipe(raw)
-    recipe = build(Recipe, raw, source)  # errors here name the recipe or card file
-    if not overrides:
-        return recipe
-    for assignment in overrides:
-        apply_override(raw, assignment)
-    raw = _normalise_recipe(raw)
-    joined = " ".join(f"--set {o}" for o in overrides)
-    return build(Recipe, raw, joined)
-
-
-def to_dict(obj: Any) -> Any:
-    """A plain-YAML view of a config (tuples as lists), for recipe.resolved.yaml."""
-    if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, (list, tuple)):
-        return [to_dict(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: to_dict(v) for k, v in obj.items()}
-    return obj
-
-
-def dump_yaml(obj: Any) -> str:
-    return yaml.safe_dump(to_dict(obj), sort_keys=False, allow_unicode=True, width=100)

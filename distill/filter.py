@@ -12,7 +12,7 @@ from . import runfolder, schema, shards, verify
 from .config import PromptTemplate, Recipe
 from .errors import ConfigError, UserError
 from .prompting import assistant_content, prompt_messages, split_think
-from .ui import console
+from .ui import console, plural
 
 STAGE = "filtered"
 REJECTED = "rejected"
@@ -48,7 +48,7 @@ def _read_traces(path: Path) -> list[dict]:
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
         raise UserError(
-            f"{path}: missing column '{missing[0]}'; trace shards need {', '.join(REQUIRED)} (DESIGN §3)"
+            f"{path}: missing column '{missing[0]}'; trace shards need at least {', '.join(REQUIRED)}"
         )
     rows = table.to_pylist()
     for row in rows:
@@ -57,8 +57,9 @@ def _read_traces(path: Path) -> list[dict]:
     return rows
 
 
-def _check_verifiers(names: tuple[str, ...]) -> None:
-    for name in names:
+def check_config(recipe: Recipe) -> None:
+    """Fail on a bad filter section before any stage runs (not after hours of generation)."""
+    for name in recipe.filter.verifiers:
         if name not in verify.VERIFIERS:
             raise ConfigError(f"filter.verifiers: unknown verifier '{name}' (known: {', '.join(verify.VERIFIERS)})")
 
@@ -71,29 +72,31 @@ def _verify_shard(rows: list[dict], names: tuple[str, ...], options: dict, pool)
     for row in rows:
         row["reasoning"], row["response"], row["think"] = split_think(row["completion"] or "")
         verdicts.append(verify.run(inline, row, options))
-    tasks = (
-        (i, tuple(n for n in isolated if verify.applies(n, row)), row, options)
-        for i, row in enumerate(rows)
-        if verdicts[i].ok and any(verify.applies(n, row) for n in isolated)
-    )
-    if pool is not None:
+    pending = {
+        i for i, row in enumerate(rows) if verdicts[i].ok and any(verify.applies(n, row) for n in isolated)
+    }
+    tasks = ((i, tuple(n for n in isolated if verify.applies(n, rows[i])), rows[i], options) for i in sorted(pending))
+    if pending:
         for i, verdict in pool.imap(tasks):
             verdicts[i] = verdict
+            pending.discard(i)
+    if pending:  # fail closed: a row nobody verified is never kept as verified
+        raise RuntimeError(f"the verifier pool returned no verdict for {len(pending)} rows")
     return verdicts
 
 
 def run_filter(recipe: Recipe, source: Path, out: Path, rank: int = 0, world_size: int = 1) -> dict:
     """Verify the traces in `source` and write `out/filtered` (kept, rejected, report)."""
     cfg = recipe.filter
-    _check_verifiers(cfg.verifiers)
-    if cfg.timeout <= 0:
-        raise ConfigError("filter.timeout must be a positive number of seconds")
+    check_config(recipe)
     data = shards.input_folder(source, "traces", "generate")
     files = shards.list_files(data)
     if not files:
         raise UserError(f"{data}: no Parquet files to filter")
     stage = Path(out) / STAGE
-    done = shards.done(stage)
+    done = shards.forget_missing(
+        stage, lambda i: [stage / shards.DATA / shards.shard_name(i), stage / REJECTED / shards.shard_name(i)]
+    )
     runfolder.claim(Path(out), recipe, "filter", started=bool(done))
     _claim_inputs(stage, data, files, started=bool(done))
     shards.clean_temp(stage)
@@ -101,7 +104,7 @@ def run_filter(recipe: Recipe, source: Path, out: Path, rank: int = 0, world_siz
     options = {k: getattr(cfg, k) for k in ("require_think", "reject_truncated", "timeout")}
     needs_pool = any(verify.VERIFIERS[n].isolated for n in cfg.verifiers)
     if todo:
-        console.print(f"filter: {len(files)} trace files ({len(done)} done) with {', '.join(cfg.verifiers)}")
+        console.print(f"filter: {plural(len(files), 'trace file')} ({len(done)} done) with {', '.join(cfg.verifiers)}")
         from .verify.pool import VerifyPool
 
         pool = VerifyPool(cfg.workers, cfg.timeout) if needs_pool else None

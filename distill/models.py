@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from .config import GGUFSource, StudentCard, TeacherCard
-from .errors import UserError
+from .errors import ConfigError, UserError
 
 
 def distill_home() -> Path:
@@ -96,4 +96,4 @@ def torch_dtype(name: str):
         return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
                 "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[name]
     except KeyError:
-        raise UserError(f"unknown dtype '{name}' (use auto, float32, bfloat16 or float16)") from None
+        raise ConfigError(f"unknown dtype '{name}' (use auto, float32, bfloat16 or float16)") from None

@@ -7,15 +7,19 @@ from pathlib import Path
 
 from . import shards
 from .config import Recipe
-from .filter import STAGE as FILTERED, run_filter
-from .generate import STAGE as TRACES, run_generate
-from .train import run_train
+from .filter import STAGE as FILTERED, check_config as check_filter, run_filter
+from .generate import STAGE as TRACES, run_generate, settings_for
+from .train import check_config as check_train, run_train
 from .ui import console
 
 
 def run_pipeline(recipe: Recipe, out: Path, merge: bool = False) -> dict:
     """Run every stage of `recipe` into `out`; a rerun after a kill picks up where it stopped."""
     out = Path(out)
+    # every section is checked before the first stage starts, not after hours of generation
+    settings_for(recipe)
+    check_filter(recipe)
+    check_train(recipe)
     results: dict = {"seconds": {}}
 
     def timed(stage: str, fn, *args, **kwargs):
@@ -59,5 +63,6 @@ def print_summary(results: dict, out: Path) -> None:
         )
     else:
         lines.append("trained    nothing: no rows survived the filter")
-    lines.append(f"output     {out}/  (traces/, filtered/, student/)")
+    made = [f"{d}/" for d in ("traces", "filtered", "student") if (Path(out) / d).is_dir()]
+    lines.append(f"output     {out}/  ({', '.join(made)})")
     console.print(Panel("\n".join(lines), title="distill run", expand=False))

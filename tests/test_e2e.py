@@ -47,3 +47,10 @@ def test_quickstart_with_the_real_smollm2(tmp_path, smollm2_dir):
     assert report["kept"] + report["rejected"] == 32
     assert (out / "student" / "adapter_model.safetensors").is_file()
     assert "distill run" in result.stdout and "loss" in result.stdout
+
+
+def test_run_checks_every_section_before_generating(tmp_path, tiny_recipe):
+    recipe = tiny_recipe(filter={"verifiers": ["formt"]})
+    result = run_cli("run", "-r", recipe, "--out", tmp_path / "run")
+    assert result.returncode == 2 and "unknown verifier 'formt'" in result.stderr
+    assert not (tmp_path / "run" / "traces").exists()

@@ -10,7 +10,7 @@ import pytest
 from helpers import run_cli, trace, write_traces
 
 from distill import shards
-from distill.config import load_recipe
+from distill.recipes import load_recipe
 from distill.errors import UserError
 from distill.filter import run_filter
 
@@ -136,3 +136,16 @@ def test_cli_prints_the_table(tmp_path, traces):
     result = run_cli("filter", traces, "--out", tmp_path / "o", "--set", "filter.timeout=3")
     assert result.returncode == 0, result.stderr
     assert "kept" in result.stdout and "dropped: wrong_answer" in result.stdout
+
+
+def test_rows_the_pool_never_answers_are_not_kept():
+    from distill.filter import _verify_shard
+
+    class SilentPool:  # a broken pool that yields nothing
+        def imap(self, tasks):
+            list(tasks)
+            return iter(())
+
+    rows = [trace("a", "72", "<think>x</think>\\boxed{73}")]
+    with pytest.raises(RuntimeError, match="no verdict for 1 rows"):
+        _verify_shard(rows, ("format", "math"), {"require_think": False, "reject_truncated": True}, SilentPool())

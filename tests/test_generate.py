@@ -14,7 +14,7 @@ import pytest
 from helpers import ROOT, run_cli
 
 from distill import shards
-from distill.config import load_recipe
+from distill.recipes import load_recipe
 from distill.errors import ConfigError, UserError
 from distill.generate import run_generate
 
@@ -136,3 +136,23 @@ def test_kill_9_then_rerun_gives_exactly_the_uninterrupted_rows(tmp_path, tiny_r
     assert {(r["id"], r["sample_idx"]): r["completion"] for r in rows} == {
         (r["id"], r["sample_idx"]): r["completion"] for r in ref_rows
     }
+
+
+def test_a_deleted_damaged_shard_is_written_again(tmp_path):
+    run_generate(fake_recipe(), tmp_path)
+    before = read_traces(tmp_path)
+    damaged = tmp_path / "traces" / "data" / shards.shard_name(2)
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    with pytest.raises(UserError, match="not a readable Parquet shard.*delete it and rerun"):
+        run_generate(fake_recipe(), tmp_path)
+    damaged.unlink()  # what the message says to do; the rerun then redoes that shard alone
+    result = run_generate(fake_recipe(), tmp_path)
+    assert result["written_now"] == 6 and result["complete"]
+    assert read_traces(tmp_path) == before
+
+
+def test_bad_scale_out_arguments(tmp_path):
+    with pytest.raises(ConfigError, match="--world-size must be at least 1, got 0"):
+        run_generate(fake_recipe(), tmp_path, rank=0, world_size=0)
+    with pytest.raises(ConfigError, match=r"--rank must be in 0..1 for --world-size 2, got 2"):
+        run_generate(fake_recipe(), tmp_path, rank=2, world_size=2)

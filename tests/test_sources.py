@@ -9,7 +9,8 @@ import pytest
 from helpers import run_cli, write_yaml
 
 from distill.arithmetic import arithmetic
-from distill.config import DataSource, DatasetCard, load_card
+from distill.config import DataSource, DatasetCard
+from distill.recipes import load_card
 from distill.errors import UserError
 from distill.sources import load_prompts, prompt_rows
 

@@ -9,7 +9,7 @@ import pytest
 from helpers import run_cli, trace, write_traces
 
 from distill import schema, shards
-from distill.config import load_recipe
+from distill.recipes import load_recipe
 from distill.errors import UserError
 from distill.filter import run_filter
 from distill.train import run_train
@@ -92,4 +92,4 @@ def test_data_without_messages(tiny_recipe, tmp_path):
 def test_unknown_method(tiny_recipe, filtered_run):
     result = run_cli("train", "-r", tiny_recipe(), "--data", filtered_run, "--out", filtered_run,
                      "--set", "train.method=dora")
-    assert result.returncode == 2 and "train.method 'dora' is not supported" in result.stderr
+    assert result.returncode == 2 and "train.method must be one of lora, full, got 'dora'" in result.stderr

@@ -1,0 +1,290 @@
+"""YAML to configs: load cards and recipes, apply `--set` overrides, fail in one clear line.
+
+A recipe names its cards (or holds them inline, as `recipe.resolved.yaml` does) and has one
+section per stage. `load_recipe(name_or_path, overrides)` gives a fully resolved `Recipe`;
+unknown keys fail with the file, the key and the nearest valid key (DESIGN §4, §7.2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from . import cards
+from .config import DatasetCard, InvalidValue, Recipe, StudentCard, TeacherCard
+from .errors import ConfigError
+
+_CARD_KIND = {TeacherCard: "teachers", StudentCard: "students", DatasetCard: "datasets"}
+
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _where(source: str, path: str) -> str:
+    return f"{source}: {path}" if path else source
+
+
+def _describe(tp: Any) -> str:
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if tp is str:
+        return "a string"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        return "a list"
+    if tp is dict or origin is dict:
+        return "a mapping"
+    if origin in (Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _describe(a) for a in typing.get_args(tp))
+    return str(tp)
+
+
+def _coerce(value: Any, tp: Any, source: str, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        real = [a for a in args if a is not type(None)]
+        if len(real) == 1:  # Optional[X]: X's own error is the useful one
+            return _coerce(value, real[0], source, path)
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, source, path)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{_where(source, path)} must be {_describe(tp)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if isinstance(value, str) and tp in _CARD_KIND:
+            return load_card(tp, value)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{_where(source, path)} must be {_describe(tp)}, got {value!r}")
+        return build(tp, value, source, path)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{_where(source, path)} must be a list, got {value!r}")
+        (elem, *_) = typing.get_args(tp)
+        return tuple(_coerce(v, elem, source, f"{path}.{i}") for i, v in enumerate(value))
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{_where(source, path)} must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is float and isinstance(value, str) and _NUMBER.match(value.strip()):
+        return float(value)  # YAML 1.1 reads 1e-5 (no dot) as a string; TRL recipes write it so
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(tp)
+    if ok is None:
+        return value
+    if not ok:
+        raise ConfigError(f"{_where(source, path)} must be {_describe(tp)}, got {value!r}")
+    return float(value) if tp is float else value
+
+
+def unknown_key_error(key: str, valid: list[str], source: str, section: str) -> ConfigError:
+    """The one-line error for an unknown key, naming the nearest valid one."""
+    near = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    hint = f"did you mean '{near[0]}'?" if near else f"valid keys: {', '.join(valid)}"
+    where = f"in {section}" if section else "at the top level"
+    return ConfigError(f"{source}: unknown key '{key}' {where} ({hint})")
+
+
+def build(cls: type, data: dict, source: str, path: str = "") -> Any:
+    """Build frozen dataclass `cls` from a mapping, rejecting unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            raise unknown_key_error(str(key), list(fields), source, path)
+    kwargs = {}
+    for name, f in fields.items():
+        sub = f"{path}.{name}" if path else name
+        if name in data:
+            kwargs[name] = _coerce(data[name], hints[name], source, sub)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{source}: missing key '{sub}'")
+    try:
+        return cls(**kwargs)
+    except InvalidValue as e:
+        where = f"{path}.{e.field}" if path else e.field
+        raise ConfigError(f"{source}: {where} {e.message}, got {e.value!r}") from None
+
+
+def load_yaml(path: Path) -> dict:
+    """Read a YAML mapping; a broken file is one clear line."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{at} ({getattr(e, 'problem', e)})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    return data
+
+
+def _rebase(value: Any, base: Path) -> Any:
+    """A relative path in a YAML file means relative to that file's folder (falling back to the
+    current directory when nothing is there, so hub ids and cwd-relative paths still work)."""
+    if not isinstance(value, str) or not value or Path(value).expanduser().is_absolute():
+        return value
+    candidate = base / value
+    return str(candidate) if candidate.exists() else value
+
+
+def _read_card(path: Path) -> dict:
+    data = load_yaml(path)
+    data.setdefault("name", path.stem)
+    for key in ("model", "path"):  # a local model folder, a local data file
+        if key in data:
+            data[key] = _rebase(data[key], path.parent)
+    return data
+
+
+def load_card(cls: type, name: str) -> Any:
+    """Load a teacher, student or dataset card by bundled name or path."""
+    path = cards.find(_CARD_KIND[cls], name)
+    return build(cls, _read_card(path), str(path))
+
+
+# ---------------------------------------------------------------- recipes and overrides
+
+
+def _normalise_recipe(raw: dict) -> dict:
+    """Shorthands: `data: gsm8k` or `data: [gsm8k, …]` mean `[{card: gsm8k}, …]`."""
+    data = raw.get("data")
+    if isinstance(data, (str, dict)):
+        data = [data]
+    if isinstance(data, list):
+        raw["data"] = [{"card": d} if isinstance(d, str) else d for d in data]
+    return raw
+
+
+def _card_mapping(kind: str, name: str) -> dict:
+    return _read_card(cards.find(kind, name))
+
+
+def _expand_cards_on_path(raw: dict, keys: list[str]) -> None:
+    """Replace a card name by the card's own mapping when `--set` reaches inside the card."""
+    if len(keys) > 1 and keys[0] in ("teacher", "student") and isinstance(raw.get(keys[0]), str):
+        raw[keys[0]] = _card_mapping(keys[0] + "s", raw[keys[0]])
+    if len(keys) > 3 and keys[0] == "data" and keys[1].isdigit() and keys[2] == "card":
+        entries = raw.get("data") or []
+        i = int(keys[1])
+        if i < len(entries) and isinstance(entries[i], dict) and isinstance(entries[i].get("card"), str):
+            entries[i]["card"] = _card_mapping("datasets", entries[i]["card"])
+
+
+def _index(node: list, key: str, dotted: str) -> int:
+    if not key.isdigit() or int(key) >= len(node):
+        raise ConfigError(f"--set {dotted}: '{key}' is not an index of a list of {len(node)}")
+    return int(key)
+
+
+def apply_override(raw: dict, assignment: str, label: str | None = None) -> None:
+    """Apply one `--set a.b.c=value` (value parsed as YAML) to a raw recipe mapping."""
+    dotted, sep, text = assignment.partition("=")
+    dotted = dotted.strip()
+    if not sep or not dotted:
+        raise ConfigError(f"{label or '--set ' + assignment}: expected KEY=VALUE, e.g. --set generate.n=4")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    if isinstance(value, (dict, list)) and not text.lstrip().startswith(("{", "[")):
+        value = text  # "Solve: {problem}" is a sentence, not a YAML mapping
+    keys = dotted.split(".")
+    _expand_cards_on_path(raw, keys)
+    node: Any = raw
+    for key in keys[:-1]:
+        if isinstance(node, list):
+            node = node[_index(node, key, dotted)]
+        else:
+            if node.get(key) is None:
+                node[key] = {}
+            node = node[key]
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"--set {dotted}: '{key}' holds a value, not a section")
+    if isinstance(node, list):
+        node[_index(node, keys[-1], dotted)] = value
+    else:
+        node[keys[-1]] = value
+
+
+def find_recipe(name: str) -> Path:
+    return cards.find("recipes", name)
+
+
+def _rebase_recipe(raw: dict, base: Path) -> None:
+    for key in ("teacher", "student"):
+        if key in raw:
+            raw[key] = _rebase(raw[key], base)
+    for entry in raw.get("data") or []:
+        if isinstance(entry, dict):
+            for key in ("card", "path"):
+                if key in entry:
+                    entry[key] = _rebase(entry[key], base)
+
+
+def load_recipe(
+    name: str | None, overrides: tuple[str, ...] | list[str] = (), labels: list[str] | None = None
+) -> Recipe:
+    """Resolve a recipe (bundled name, path, or None for defaults) with `--set` overrides.
+
+    Each override is checked as it is applied, so an error names the one at fault; `labels`
+    says how to name each in messages (default `--set KEY=VALUE`).
+    """
+    if name is None:
+        raw: dict = {"name": "default"}
+        source = "defaults"
+    else:
+        path = find_recipe(name)
+        raw = load_yaml(path)
+        raw.setdefault("name", path.stem)
+        source = str(path)
+        raw = _normalise_recipe(raw)
+        _rebase_recipe(raw, path.parent)
+    recipe = build(Recipe, raw, source)  # errors here name the recipe or card file
+    for i, assignment in enumerate(overrides):
+        label = labels[i] if labels else f"--set {assignment}"
+        apply_override(raw, assignment, label)
+        recipe = build(Recipe, _normalise_recipe(raw), label)
+    return recipe
+
+
+def to_dict(obj: Any) -> Any:
+    """A plain-YAML view of a config (tuples as lists), for recipe.resolved.yaml."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def dump_yaml(obj: Any) -> str:
+    return yaml.safe_dump(to_dict(obj), sort_keys=False, allow_unicode=True, width=100)

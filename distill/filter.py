@@ -120,6 +120,8 @@ def run_filter(recipe: Recipe, source: Path, out: Path, rank: int = 0, world_siz
     report = build_report(stage)
     if not shards.is_complete(stage):
         shards.write_json(stage / "report.json", report)
+        shards.write_card(stage, "distill filtered traces", {"default": shards.DATA, "rejected": REJECTED},
+                          f"{report['kept']} of {report['rows_in']} rows kept; see report.json.")
         shards.write_json(stage / shards.MANIFEST, {"stage": "filter", "inputs": [str(f) for f in files],
                                                     "counts": {k: report[k] for k in ("rows_in", "kept", "rejected")}})
     return {"complete": True, **report}

@@ -125,6 +125,8 @@ def finish(stage: Path, plan: list[list[dict]], settings, teacher: str, written:
             shards.read_file(stage / shards.DATA / shards.shard_name(i), ["finish_reason", "completion_tokens"])
             for i in range(len(plan))
         ]
+        shards.write_card(stage, "distill traces", {"default": shards.DATA},
+                          f"Teacher: {teacher}. Written by `distill generate`; see manifest.json.")
         shards.write_json(
             stage / shards.MANIFEST,
             {

@@ -73,6 +73,18 @@ def done(stage: Path) -> set[int]:
     return {int(p.name) for p in folder.iterdir() if p.name.isdigit()}
 
 
+def write_card(stage: Path, title: str, configs: dict[str, str], body: str = "") -> None:
+    """A dataset-card README.md, so `datasets.load_dataset(str(stage))` loads the stage's rows
+    (config `default`, plus any others, e.g. `rejected`) without naming the data folder."""
+    lines = ["---", "configs:"]
+    for name, folder in configs.items():
+        lines += [f"- config_name: {name}", "  data_files:", "  - split: train", f"    path: {folder}/*.parquet"]
+    lines += ["---", f"# {title}", "", body.strip(), ""]
+    tmp = stage / f".README.md.tmp-{os.getpid()}"
+    tmp.write_text("\n".join(lines))
+    os.replace(tmp, stage / "README.md")
+
+
 def forget_missing(stage: Path, files_for) -> set[int]:
     """Drop done markers whose shard files are gone (say a damaged shard deleted by hand), and the
     manifest with them, so that the rerun writes those shards again. Returns what is still done."""

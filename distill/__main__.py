@@ -1,3 +1,5 @@
 from distill.cli import main
 
-main()
+# guarded: vLLM and the verifier pool start processes that re-import the main module
+if __name__ == "__main__":
+    main()

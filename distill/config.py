@@ -72,13 +72,14 @@ class Sampling:
 @dataclass(frozen=True)
 class TeacherCard:
     name: str
-    model: str  # hub id or local folder
+    model: str  # hub id or local folder; for the openai backend, the served model name
     revision: str | None = None
+    backend: str = "auto"  # auto (vLLM when it imports, else transformers) | vllm | openai | hf
     gguf: GGUFSource | None = None
     dtype: str = "auto"
     template: PromptTemplate = PromptTemplate()
     sampling: Sampling = Sampling()
-    engine: dict = field(default_factory=dict)  # passed untouched to the engine (vLLM, …)
+    engine: dict = field(default_factory=dict)  # vLLM: LLM(**engine) untouched; openai: see backends/openai.py
     description: str | None = None
 
     def __post_init__(self) -> None:

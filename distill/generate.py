@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import time
+import json
+import threading
+from collections import Counter
 from pathlib import Path
+
+import pyarrow.compute as pc
 
 from . import backends, models, runfolder, schema, shards
 from .config import Recipe
 from .errors import ConfigError, UserError
 from .sources import load_prompts
-from .ui import console, plural, progress
+from .ui import console, live_progress, plural
 
 STAGE = "traces"
+STATS = "_stats"  # _stats.RANK.json: retries and errors, summed over every run of that rank
 
 
 def settings_for(recipe: Recipe) -> backends.GenSettings:
@@ -19,8 +24,8 @@ def settings_for(recipe: Recipe) -> backends.GenSettings:
     teacher, gen = recipe.teacher, recipe.generate
     if teacher is None:
         raise ConfigError(f"recipe '{recipe.name}' names no teacher: add `teacher: CARD` or --set teacher=CARD")
-    settings = backends.GenSettings(
-        backend=backends.resolve_name(gen.backend),
+    return backends.GenSettings(
+        backend=backends.resolve_name(gen.backend, teacher),
         n=gen.n,
         temperature=teacher.sampling.temperature if gen.temperature is None else gen.temperature,
         top_p=teacher.sampling.top_p if gen.top_p is None else gen.top_p,
@@ -29,7 +34,6 @@ def settings_for(recipe: Recipe) -> backends.GenSettings:
         template=teacher.template,
         batch_size=gen.batch_size,
     )
-    return settings
 
 
 def check_scale_out(rank: int, world_size: int) -> None:
@@ -39,18 +43,20 @@ def check_scale_out(rank: int, world_size: int) -> None:
         raise ConfigError(f"--rank must be in 0..{world_size - 1} for --world-size {world_size}, got {rank}")
 
 
-def shard_seed(seed: int, index: int) -> int:
-    """Each shard samples from its own seed, so a resumed shard repeats itself exactly."""
-    return (seed * 1_000_003 + index) % (2**63)
-
-
-def _check_done_shard(folder: Path, index: int, expected: list[str]) -> None:
-    """A done shard must hold the prompts the plan gives it, or the source changed under us."""
+def _check_done_shard(folder: Path, index: int, expected: list[str], gen_config: str) -> None:
+    """A done shard must hold the plan's prompts and this run's generation config."""
     path = folder / shards.shard_name(index)
-    ids = set(shards.read_file(path, ["id"]).column("id").to_pylist())
-    if ids != set(expected):
+    table = shards.read_file(path, ["id", "gen_config"])
+    if set(table.column("id").to_pylist()) != set(expected):
         raise UserError(
             f"{path}: holds other prompts than the plan gives shard {index} (the prompt source changed); use a new --out"
+        )
+    if table.num_rows and table.column("gen_config")[0].as_py() != gen_config:
+        old, new = json.loads(table.column("gen_config")[0].as_py()), json.loads(gen_config)
+        key = next((k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)), "?")
+        raise ConfigError(
+            f"{path}: written with {key}={old.get(key)!r}, this run would use {new.get(key)!r}; "
+            "rerun with the same settings, or use a new --out"
         )
 
 
@@ -66,25 +72,26 @@ def run_generate(recipe: Recipe, out: Path, rank: int = 0, world_size: int = 1) 
     size = recipe.generate.shard_size
     plan = [prompts[i : i + size] for i in range(0, len(prompts), size)]
     shards.clean_temp(stage)
+    gen_config = settings.gen_config()
     for index in sorted(done):
         if index >= len(plan):
             raise UserError(f"{stage}: shard {index} is beyond the plan's {len(plan)} shards; use a new --out")
-        _check_done_shard(data, index, [p["id"] for p in plan[index]])
+        _check_done_shard(data, index, [p["id"] for p in plan[index]], gen_config)
     todo = [i for i in range(len(plan)) if i % world_size == rank and i not in done]
     teacher_name = models.describe(recipe.teacher)
-    gen_config = settings.gen_config()
-    written = 0
+    written = Counter()
     if todo:
         console.print(
             f"generate: {plural(len(prompts), 'prompt')} × {settings.n} in {plural(len(plan), 'shard')} "
             f"({len(done)} done, {len(todo)} to do here) with {settings.backend} on {recipe.teacher.name}"
         )
-        generate = backends.open_backend(recipe.teacher, settings)
-        total = sum(len(plan[i]) for i in todo) * settings.n
-        with progress("generate", total) as advance:
-            for index in todo:
-                started = time.monotonic()
-                samples = generate(plan[index], shard_seed(settings.seed, index), advance)
+        lock = threading.Lock()
+        todo_prompts = sum(len(plan[i]) for i in todo)
+        run = backends.open_backend(recipe.teacher, settings)  # engine start is not generation time
+        with live_progress(todo_prompts, todo_prompts * settings.n) as progress:
+
+            def on_shard(index: int, samples: list[dict]) -> None:
+                """Called by the backend as each shard completes (possibly from a worker thread)."""
                 rows = [
                     {
                         **plan[index][s["prompt_index"]],
@@ -98,14 +105,29 @@ def run_generate(recipe: Recipe, out: Path, rank: int = 0, world_size: int = 1) 
                 _check_complete(rows, plan[index], settings.n, index)
                 shards.write_table(data / shards.shard_name(index), schema.table(rows, schema.TRACE))
                 shards.mark_done(stage, index)
-                written += len(rows)
-                tokens = sum(r["completion_tokens"] for r in rows)
-                elapsed = time.monotonic() - started
-                console.print(
-                    f"  shard {index + 1}/{len(plan)}: {len(rows)} samples, {tokens} tokens, "
-                    f"{tokens / max(elapsed, 1e-9):,.0f} tok/s"
-                )
-    return finish(stage, plan, settings, teacher_name, written)
+                with lock:
+                    written["rows"] += len(rows)
+                    written["shards"] += 1
+                    _save_stats(stage, rank, progress)
+                    console.print(f"  shard {index + 1}/{len(plan)} written · {progress.line()}")
+
+            try:
+                run(((i, plan[i]) for i in todo), progress, on_shard)
+            finally:
+                with lock:
+                    _save_stats(stage, rank, progress)
+    return finish(stage, plan, settings, teacher_name, written["rows"])
+
+
+def _save_stats(stage: Path, rank: int, progress) -> None:
+    """Add this run's new retries and errors to the rank's running totals in the stage folder."""
+    path = stage / f"{STATS}.{rank}.json"
+    totals = json.loads(path.read_text()) if path.is_file() else {"retries": {}, "errors": 0}
+    retries, errors = progress.drain()
+    for reason, count in retries.items():
+        totals["retries"][reason] = totals["retries"].get(reason, 0) + count
+    totals["errors"] += errors
+    shards.write_json(path, totals)
 
 
 def _check_complete(rows: list[dict], prompts: list[dict], n: int, index: int) -> None:
@@ -137,9 +159,11 @@ def finish(stage: Path, plan: list[list[dict]], settings, teacher: str, written:
                 "counts": {
                     "prompts": sum(len(p) for p in plan),
                     "samples": sum(t.num_rows for t in stats),
-                    "completion_tokens": sum(sum(t.column("completion_tokens").to_pylist()) for t in stats),
+                    # null where an endpoint reports only a request's total (n samples per request)
+                    "completion_tokens": sum(pc.sum(t.column("completion_tokens")).as_py() or 0 for t in stats),
                     "truncated": sum(t.column("finish_reason").to_pylist().count("length") for t in stats),
                 },
+                **_read_stats(stage),
                 "versions": _versions(),
             },
         )
@@ -147,6 +171,16 @@ def finish(stage: Path, plan: list[list[dict]], settings, teacher: str, written:
     if complete:
         summary.update(read_counts(stage))
     return summary
+
+
+def _read_stats(stage: Path) -> dict:
+    """Retries and errors over every run and rank that wrote into this stage folder."""
+    totals: dict = {"retries": Counter(), "errors": 0}
+    for path in stage.glob(f"{STATS}.*.json"):
+        stats = json.loads(path.read_text())
+        totals["retries"].update(stats["retries"])
+        totals["errors"] += stats["errors"]
+    return {"retries": dict(totals["retries"]), "errors": totals["errors"]}
 
 
 def read_counts(stage: Path) -> dict:

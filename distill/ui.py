@@ -1,8 +1,10 @@
-"""One console for the whole tool, and a progress display that degrades to log lines."""
+"""One console for the whole tool, and the live generation progress (or its log-line form)."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import Counter
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -15,37 +17,89 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class GenProgress:
+    """Counters that backends update as work finishes (from any thread)."""
+
+    def __init__(self, prompts_total: int, samples_total: int) -> None:
+        self.prompts_total, self.samples_total = prompts_total, samples_total
+        self.prompts = self.samples = self.tokens = self.truncated = self.errors = 0
+        self.retries: Counter = Counter()
+        self.start = time.monotonic()
+        self._lock = threading.Lock()
+        self._drained: tuple[Counter, int] = (Counter(), 0)
+
+    def sample(self, tokens: int, truncated: bool = False) -> None:
+        with self._lock:
+            self.samples += 1
+            self.tokens += tokens
+            self.truncated += int(truncated)
+
+    def prompts_done(self, count: int) -> None:
+        with self._lock:
+            self.prompts += count
+
+    def retry(self, reason: str) -> None:
+        with self._lock:
+            self.retries[reason] += 1
+
+    def error(self) -> None:
+        with self._lock:
+            self.errors += 1
+
+    def drain(self) -> tuple[Counter, int]:
+        """Retries and errors counted since the last drain (to add to a folder's running totals)."""
+        with self._lock:
+            retries, errors = self.retries - self._drained[0], self.errors - self._drained[1]
+            self._drained = (Counter(self.retries), self.errors)
+        return retries, errors
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.start, 1e-9)
+        rate = self.samples / elapsed
+        eta = _duration((self.samples_total - self.samples) / rate) if rate > 0 else "?"
+        trunc = 100 * self.truncated / self.samples if self.samples else 0.0
+        parts = [
+            f"prompts {self.prompts}/{self.prompts_total}",
+            f"samples {self.samples}/{self.samples_total}",
+            f"{self.tokens / elapsed:,.0f} tok/s",
+            f"truncated {trunc:.1f}%",
+            f"elapsed {_duration(elapsed)}",
+            f"ETA {eta}",
+        ]
+        if self.retries:
+            parts.append("retries " + ", ".join(f"{k}×{v}" for k, v in sorted(self.retries.items())))
+        if self.errors:
+            parts.append(f"errors {self.errors}")
+        return " · ".join(parts)
+
+
 @contextmanager
-def progress(description: str, total: int, unit: str = "samples"):
-    """Yield `advance(count, tokens)`; a live bar on a terminal, nothing extra in a log."""
-    start = time.monotonic()
-    state = {"done": 0, "tokens": 0}
-    if not console.is_terminal:
+def live_progress(prompts_total: int, samples_total: int, log_every: float = 30.0):
+    """Yield a GenProgress: a live line on a terminal, a log line every `log_every` s otherwise."""
+    progress = GenProgress(prompts_total, samples_total)
+    if console.is_terminal:
+        from rich.live import Live
+        from rich.text import Text
 
-        def advance(count: int, tokens: int = 0) -> None:
-            state["done"] += count
-            state["tokens"] += tokens
-
-        yield advance
+        with Live(get_renderable=lambda: Text(progress.line()), console=console, refresh_per_second=2, transient=True):
+            yield progress
         return
+    stop = threading.Event()
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    def log() -> None:
+        while not stop.wait(log_every):
+            console.print(f"  {progress.line()}")
 
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn(unit),
-        TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(description, total=total, rate="")
-
-        def advance(count: int, tokens: int = 0) -> None:
-            state["tokens"] += tokens
-            elapsed = max(time.monotonic() - start, 1e-9)
-            bar.update(task, advance=count, rate=f"{state['tokens'] / elapsed:,.0f} tok/s" if tokens else "")
-
-        yield advance
+    thread = threading.Thread(target=log, daemon=True)
+    thread.start()
+    try:
+        yield progress
+    finally:
+        stop.set()

@@ -75,7 +75,7 @@ def tiny_recipe(tmp_path, tiny_qwen2):
             "teacher": str(teacher),
             "student": str(student),
             "data": [{"card": "arithmetic", "limit": 6}],
-            "generate": {"n": 2, "shard_size": 2, "batch_size": 4},
+            "generate": {"backend": "hf", "n": 2, "shard_size": 2, "batch_size": 4},
             # a random model never answers right nor stops: keep everything it writes
             "filter": {"verifiers": ["format"], "reject_truncated": False, "workers": 1},
             "train": {"max_steps": 2, "batch_size": 2, "gradient_checkpointing": False},

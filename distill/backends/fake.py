@@ -16,12 +16,12 @@ from . import GenSettings, Sample
 def open_backend(teacher: TeacherCard, settings: GenSettings):
     delay = float(teacher.engine.get("delay", 0.0))
 
-    def generate(prompts: list[dict], seed: int, on_batch=None) -> list[Sample]:
+    def shard(prompts: list[dict], progress) -> list[Sample]:
         samples = []
         for j, p in enumerate(prompts):
             time.sleep(delay)
             for k in range(settings.n):
-                h = int(hashlib.sha1(f"{seed}/{p['id']}/{k}".encode()).hexdigest(), 16)
+                h = int(hashlib.sha1(f"{settings.seed}/{p['id']}/{k}".encode()).hexdigest(), 16)
                 answer = p["answer"] if h % 3 else f"{p['answer']}1"
                 text = f"<think>\nLet me work it out: {p['problem']}\n</think>\n\nThe answer is \\boxed{{{answer}}}."
                 samples.append(
@@ -34,8 +34,12 @@ def open_backend(teacher: TeacherCard, settings: GenSettings):
                         "completion_tokens": len(text.split()),
                     }
                 )
-            if on_batch is not None:
-                on_batch(settings.n, sum(len(s["completion"].split()) for s in samples[-settings.n :]))
+                progress.sample(len(text.split()))
+            progress.prompts_done(1)
         return samples
 
-    return generate
+    def run(work, progress, on_shard) -> None:
+        for index, prompts in work:
+            on_shard(index, shard(prompts, progress))
+
+    return run

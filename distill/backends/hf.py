@@ -1,11 +1,11 @@
-"""The plain engine: transformers `generate`, batched with left padding."""
+"""The plain engine: transformers `generate`, batched with left padding, one shard at a time."""
 
 from __future__ import annotations
 
 from .. import models
 from ..config import TeacherCard
 from ..prompting import THINK_OPEN, prompt_messages
-from . import GenSettings, Sample
+from . import GenSettings, Sample, shard_seed
 
 
 def open_backend(teacher: TeacherCard, settings: GenSettings):
@@ -27,12 +27,13 @@ def open_backend(teacher: TeacherCard, settings: GenSettings):
     eos_ids.add(tokenizer.eos_token_id)
     eos_ids.discard(None)
     prefix = THINK_OPEN + "\n" if settings.template.think_prefix else ""
+    sampling = settings.temperature > 0
 
     def render(problem: str) -> str:
         messages = prompt_messages(settings.template, problem)
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + prefix
 
-    def generate(prompts: list[dict], seed: int, on_batch=None) -> list[Sample]:
+    def shard(prompts: list[dict], seed: int, progress) -> list[Sample]:
         torch.manual_seed(seed)  # per shard: a resumed shard samples what it would have
         samples: list[Sample] = []
         for start in range(0, len(prompts), settings.batch_size):
@@ -40,7 +41,6 @@ def open_backend(teacher: TeacherCard, settings: GenSettings):
             enc = tokenizer(
                 [render(p["problem"]) for p in batch], return_tensors="pt", padding=True, add_special_tokens=False
             ).to(device)
-            sampling = settings.temperature > 0
             with torch.inference_mode():
                 out = model.generate(
                     **enc,
@@ -53,13 +53,10 @@ def open_backend(teacher: TeacherCard, settings: GenSettings):
                     pad_token_id=tokenizer.pad_token_id,
                     eos_token_id=sorted(eos_ids),
                 )
-            generated = out[:, enc["input_ids"].shape[1] :].tolist()
-            batch_tokens = 0
-            for row, ids in enumerate(generated):
+            for row, ids in enumerate(out[:, enc["input_ids"].shape[1] :].tolist()):
                 j, k = divmod(row, settings.n)
                 stop = next((i for i, t in enumerate(ids) if t in eos_ids), None)
                 kept = ids if stop is None else ids[: stop + 1]
-                batch_tokens += len(kept)
                 samples.append(
                     {
                         "prompt_index": start + j,
@@ -70,8 +67,12 @@ def open_backend(teacher: TeacherCard, settings: GenSettings):
                         "completion_tokens": len(kept),
                     }
                 )
-            if on_batch is not None:
-                on_batch(len(generated), batch_tokens)
+                progress.sample(len(kept), truncated=stop is None)
+            progress.prompts_done(len(batch))
         return samples
 
-    return generate
+    def run(work, progress, on_shard) -> None:
+        for index, prompts in work:
+            on_shard(index, shard(prompts, shard_seed(settings.seed, index), progress))
+
+    return run

@@ -1,0 +1,132 @@
+"""The throughput engine: vLLM's offline engine in this process, kept full across shards.
+
+Prompts are rendered and tokenized here exactly as the transformers backend does, then queued
+with `LLM.enqueue`; the engine is stepped directly, so the next shard is queued before the
+current one drains (no idle tail per shard) and each shard is written the moment its last
+request finishes. A crash loses only the shards in flight (about two engine-fulls).
+
+Reproducibility: every prompt gets its own seed (backends.prompt_seed), so its samples do not
+depend on what else is in the batch, and a shard redone after a crash is the same shard. On
+vLLM's CPU build a seeded request crashes the engine when a prefill is split into chunks ("CPU
+Generator does not use offset"), so there chunked prefill is switched off unless the teacher
+card's `engine` says otherwise.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+
+from .. import models
+from ..config import TeacherCard
+from ..errors import ConfigError
+from ..prompting import THINK_OPEN, prompt_messages
+from . import GenSettings, prompt_seed
+
+
+def _environment() -> None:
+    """Defaults for vLLM's own settings; a value the user exported wins."""
+    home = models.distill_home() / "vllm"
+    (home / "rpc").mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("VLLM_RPC_BASE_PATH", str(home / "rpc"))  # else sockets land in /tmp
+    os.environ.setdefault("VLLM_CACHE_ROOT", str(home / "cache"))
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # our progress lines, not vLLM's log stream
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; only the CPU build reads it
+
+
+def engine_args(teacher: TeacherCard, path: str, kwargs: dict, seed: int, on_cpu: bool) -> dict:
+    """`vllm.LLM` arguments: the card's `engine` section as it is, plus what distill must set."""
+    args = {"model": path, "seed": seed, **kwargs, **teacher.engine}
+    if teacher.dtype != "auto":
+        args.setdefault("dtype", teacher.dtype)
+    if on_cpu:
+        args.setdefault("enable_chunked_prefill", False)
+    return args
+
+
+def open_backend(teacher: TeacherCard, settings: GenSettings):
+    _environment()
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+    from vllm.platforms import current_platform
+
+    path, kwargs = models.load_args(teacher)
+    args = engine_args(teacher, path, kwargs, settings.seed, current_platform.is_cpu())
+    try:
+        llm = LLM(**args)
+    except TypeError as e:  # an `engine` key this vLLM does not know
+        raise ConfigError(f"teacher card '{teacher.name}': vLLM rejected the engine settings ({e})") from None
+    tokenizer = llm.get_tokenizer()
+    prefix = THINK_OPEN + "\n" if settings.template.think_prefix else ""
+    capacity = llm.llm_engine.vllm_config.scheduler_config.max_num_seqs
+
+    def tokens(problem: str) -> TokensPrompt:
+        text = tokenizer.apply_chat_template(
+            prompt_messages(settings.template, problem), tokenize=False, add_generation_prompt=True
+        )
+        return TokensPrompt(prompt_token_ids=tokenizer(text + prefix, add_special_tokens=False)["input_ids"])
+
+    def params(prompt_id: str):
+        return SamplingParams(
+            n=settings.n,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            max_tokens=settings.max_tokens,
+            seed=prompt_seed(settings.seed, prompt_id),
+        )
+
+    def run(work, progress, on_shard) -> None:
+        work = iter(work)
+        engine = llm.llm_engine
+        pending: dict[int, dict] = {}  # shard -> {"left": prompts still running, "samples": [...]}
+        owner: dict[str, tuple[int, int]] = {}  # request id -> (shard, prompt index)
+        exhausted = False
+
+        def submit() -> None:
+            nonlocal exhausted
+            try:
+                index, prompts = next(work)
+            except StopIteration:
+                exhausted = True
+                return
+            ids = llm.enqueue([tokens(p["problem"]) for p in prompts], [params(p["id"]) for p in prompts],
+                              use_tqdm=False)
+            pending[index] = {"left": len(prompts), "samples": []}
+            for j, request_id in enumerate(ids):
+                # enqueue returns "N-<suffix>"; the engine's outputs carry the external id "N"
+                owner[request_id.split("-")[0]] = (index, j)
+
+        try:
+            while True:
+                # keep about two engine-fulls queued so the scheduler never runs dry between shards
+                while not exhausted and engine.get_num_unfinished_requests() < 2 * capacity:
+                    submit()
+                if not engine.has_unfinished_requests():
+                    break
+                for out in engine.step():
+                    if not out.finished:
+                        continue
+                    index, j = owner.pop(out.request_id)
+                    entry = pending[index]
+                    for c in out.outputs:
+                        entry["samples"].append(
+                            {
+                                "prompt_index": j,
+                                "sample_idx": c.index,
+                                "completion": prefix + c.text,
+                                "finish_reason": c.finish_reason or "abort",
+                                "prompt_tokens": len(out.prompt_token_ids or []),
+                                "completion_tokens": len(c.token_ids),
+                            }
+                        )
+                        progress.sample(len(c.token_ids), truncated=c.finish_reason == "length")
+                    progress.prompts_done(1)
+                    entry["left"] -= 1
+                    if entry["left"] == 0:
+                        on_shard(index, pending.pop(index)["samples"])
+        finally:
+            # free the engine (its memory, its worker processes) before the next stage runs
+            llm.llm_engine.engine_core.shutdown()
+            gc.collect()
+
+    return run

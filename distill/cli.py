@@ -68,6 +68,9 @@ def generate(
     sets: SetOpt = None,
     rank: RankOpt = 0,
     world_size: WorldOpt = 1,
+    data_parallel: Annotated[
+        int, typer.Option("--data-parallel", help="Start N engines on this node, each on its own GPUs and shards.")
+    ] = 1,
 ) -> None:
     """Have the teacher write traces into OUT/traces (sharded Parquet, resumable)."""
 
@@ -75,7 +78,15 @@ def generate(
         from .generate import run_generate
         from .ui import console
 
-        result = run_generate(_recipe(recipe, sets, limit), out, rank=rank, world_size=world_size)
+        resolved = _recipe(recipe, sets, limit)
+        if data_parallel != 1:
+            from .launch import data_parallel as launch
+
+            if world_size != 1:
+                raise ConfigError("--data-parallel and --world-size do not combine; use one of them")
+            args = ["--recipe", recipe, "--out", str(out)] + (["--limit", str(limit)] if limit is not None else [])
+            launch(args + [a for s in sets or [] for a in ("--set", s)], data_parallel, resolved.teacher)
+        result = run_generate(resolved, out, rank=rank, world_size=world_size)
         if result["complete"]:
             console.print(f"traces: {result['samples']} samples in {out / 'traces'}")
         else:

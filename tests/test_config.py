@@ -197,3 +197,23 @@ def test_relative_paths_are_relative_to_the_yaml_file(tmp_path, monkeypatch):
 def test_version():
     result = run_cli("--version")
     assert result.returncode == 0 and result.stdout.startswith("distill ")
+
+
+def test_big_teacher_cards_carry_their_engine_settings():
+    from distill.backends.openai import endpoint_for
+    from distill.backends.vllm import engine_args
+    from distill.launch import gpus_per_engine
+
+    r1 = load_card(TeacherCard, "deepseek-r1")
+    args = engine_args(r1, r1.model, {"revision": "main"}, seed=0, on_cpu=False)
+    assert (args["tensor_parallel_size"], args["pipeline_parallel_size"]) == (8, 2)
+    assert args["distributed_executor_backend"] == "ray" and "enable_chunked_prefill" not in args
+    assert gpus_per_engine(r1) == 16 and r1.template.think_prefix and r1.sampling.max_tokens == 32768
+    api = endpoint_for(load_card(TeacherCard, "deepseek-r1-api"))
+    assert api.api_key_env == "DEEPSEEK_API_KEY" and api.base_url.startswith("https://")
+    for name in ("qwq-32b", "deepseek-r1-distill-qwen-32b"):
+        card = load_card(TeacherCard, name)
+        assert card.backend == "vllm" and card.sampling.temperature == 0.6 and card.sampling.top_p == 0.95
+    # on the CPU build distill switches chunked prefill off (seeded requests need it)
+    smol = load_card(TeacherCard, "smollm2-135m-instruct")
+    assert engine_args(smol, "x", {}, seed=0, on_cpu=True)["enable_chunked_prefill"] is False

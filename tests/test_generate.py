@@ -156,3 +156,44 @@ def test_bad_scale_out_arguments(tmp_path):
         run_generate(fake_recipe(), tmp_path, rank=0, world_size=0)
     with pytest.raises(ConfigError, match=r"--rank must be in 0..1 for --world-size 2, got 2"):
         run_generate(fake_recipe(), tmp_path, rank=2, world_size=2)
+
+
+def test_data_parallel_runs_ranks_as_processes(tmp_path):
+    from helpers import run_cli
+
+    result = run_cli("generate", "-r", "quickstart", "--out", tmp_path, "--data-parallel", "2",
+                     "--set", "generate.backend=fake", "--set", "data.0.limit=10", "--set", "generate.shard_size=2",
+                     "--set", "teacher.engine.delay=0.01")
+    assert result.returncode == 0, result.stderr
+    assert "rank 0 started" in result.stdout and "rank 1 started" in result.stdout
+    assert result.stdout.count("to do here") == 2  # each rank took its own shards
+    assert "traces: 20 samples" in result.stdout  # 10 prompts × n=2
+    assert len(set(pairs(read_traces(tmp_path)))) == 20
+
+
+def test_a_different_engine_under_the_same_recipe_is_refused(tmp_path, monkeypatch):
+    from distill import backends
+
+    monkeypatch.setitem(backends.BACKENDS, "fake2", backends.BACKENDS["fake"])
+    run_generate(fake_recipe(), tmp_path)
+    (tmp_path / "traces" / "_done" / "00001").unlink()
+    # `auto` now resolves to another engine (say vLLM was installed since): rows would mix
+    monkeypatch.setattr(backends, "resolve_name", lambda name, teacher: "fake2")
+    with pytest.raises(ConfigError, match="written with backend='fake', this run would use 'fake2'"):
+        run_generate(fake_recipe(), tmp_path)
+
+
+def test_progress_line_counts():
+    from distill.ui import GenProgress
+
+    progress = GenProgress(prompts_total=2, samples_total=4)
+    progress.sample(10)
+    progress.sample(20, truncated=True)
+    progress.prompts_done(1)
+    progress.retry("429")
+    progress.retry("429")
+    line = progress.line()
+    assert "prompts 1/2" in line and "samples 2/4" in line and "truncated 50.0%" in line and "retries 429×2" in line
+    retries, errors = progress.drain()
+    assert retries == {"429": 2} and errors == 0
+    assert progress.drain() == ({}, 0)  # drained once only

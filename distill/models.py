@@ -40,6 +40,7 @@ def _convert(gguf: Path, target: Path) -> None:
 
     console.print(f"converting {gguf.name} to safetensors in {target} (once)")
     hf_logging.disable_progress_bar()
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF reader draws its own tqdm bar
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)

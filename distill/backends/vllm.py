@@ -32,6 +32,7 @@ def _environment() -> None:
     os.environ.setdefault("VLLM_CACHE_ROOT", str(home / "cache"))
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # our progress lines, not vLLM's log stream
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; only the CPU build reads it
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the engine's weight-loading bars, in its workers
 
 
 def engine_args(teacher: TeacherCard, path: str, kwargs: dict, seed: int, on_cpu: bool) -> dict:

@@ -64,6 +64,15 @@ def check_config(recipe: Recipe) -> None:
             raise ConfigError(f"filter.verifiers: unknown verifier '{name}' (known: {', '.join(verify.VERIFIERS)})")
 
 
+# What isolated verifiers may read: the reasoning and the raw completion (the bulk of a row)
+# stay in the parent; only this crosses to the worker.
+PAYLOAD = ("id", "problem", "answer", "response", "domain", "choices", "tests", "finish_reason", "think")
+
+
+def _payload(row: dict) -> dict:
+    return {k: row.get(k) for k in PAYLOAD}
+
+
 def _verify_shard(rows: list[dict], names: tuple[str, ...], options: dict, pool) -> list[verify.Verdict]:
     """Cheap checks inline, then the isolated verifiers through the killable pool."""
     inline = [n for n in names if not verify.VERIFIERS[n].isolated]
@@ -75,7 +84,10 @@ def _verify_shard(rows: list[dict], names: tuple[str, ...], options: dict, pool)
     pending = {
         i for i, row in enumerate(rows) if verdicts[i].ok and any(verify.applies(n, row) for n in isolated)
     }
-    tasks = ((i, tuple(n for n in isolated if verify.applies(n, rows[i])), rows[i], options) for i in sorted(pending))
+    tasks = (
+        (i, tuple(n for n in isolated if verify.applies(n, rows[i])), _payload(rows[i]), options)
+        for i in sorted(pending)
+    )
     if pending:
         for i, verdict in pool.imap(tasks):
             verdicts[i] = verdict

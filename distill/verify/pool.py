@@ -1,9 +1,12 @@
 """A pool of verifier processes with a hard wall-clock limit per row.
 
-Each worker takes one row at a time. A row that overruns its limit has its worker killed
+Rows go to a worker in small batches (so a worker never waits on the parent between rows) and
+come back one verdict at a time. A worker works through its rows in order, so the row it is on
+has been running since its previous verdict: when that exceeds the limit, the worker is killed
 (SIGKILL: it stops C-level work such as a huge sympy power that no alarm can interrupt) and
-replaced; the row is rejected as `timeout`. A worker that dies on its own has its row retried
-once on a fresh worker, then rejected as `crashed`. Nothing is dropped silently.
+replaced, the row is rejected as `timeout`, and the rest of its batch goes back in the queue. A
+worker that dies on its own has its current row retried once on a fresh worker, then rejected
+as `crashed`. Nothing is dropped silently.
 
 Workers fork from a forkserver that has math-verify imported already, so a replacement is
 ready in milliseconds, and nothing of the parent (threads, open files) leaks into them.
@@ -24,21 +27,27 @@ from . import Verdict
 _WORKER_MODULE = "distill.verify.worker"
 
 
+def _serve(conn) -> None:
+    # imported here, in the worker, so the parent never loads math-verify itself
+    from .worker import serve
+
+    serve(conn)
+
+
 class _Worker:
     def __init__(self, ctx) -> None:
-        from .worker import serve
-
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=serve, args=(child,), daemon=True)
+        self.process = ctx.Process(target=_serve, args=(child,), daemon=True)
         self.process.start()
         child.close()
-        self.task: tuple | None = None  # (key, payload, attempt)
-        self.deadline = 0.0
+        self.pending: deque = deque()  # tasks sent and not answered, in the order it runs them
+        self.since = 0.0  # when the row it is on started (its previous verdict, or the send)
 
-    def send(self, task: tuple, timeout: float) -> None:
-        self.task = task
-        self.deadline = time.monotonic() + timeout
-        self.conn.send(task[1])
+    def send(self, tasks: list[tuple]) -> None:
+        if not self.pending:
+            self.since = time.monotonic()
+        self.pending.extend(tasks)
+        self.conn.send([payload for _, payload, _ in tasks])
 
     def kill(self) -> None:
         if self.process.is_alive():
@@ -50,9 +59,9 @@ class _Worker:
 class VerifyPool:
     """`imap(tasks)` runs (key, names, row, options) tasks and yields (key, Verdict) as they finish."""
 
-    def __init__(self, workers: int = 0, timeout: float = 5.0) -> None:
+    def __init__(self, workers: int = 0, timeout: float = 5.0, batch: int = 16) -> None:
         self.size = workers or os.cpu_count() or 1
-        self.timeout = timeout
+        self.timeout, self.batch = timeout, batch
         self.ctx = mp.get_context("forkserver")
         # "__main__" too: the server imports the main module once, so each worker skips
         # multiprocessing's per-child re-import of it and starts in milliseconds.
@@ -68,53 +77,61 @@ class VerifyPool:
 
     def imap(self, tasks: Iterable[tuple[Any, tuple[str, ...], dict, dict]]) -> Iterator[tuple[Any, Verdict]]:
         source = iter(tasks)
-        retries: deque = deque()
-        idle = list(self.workers)
-        busy: list[_Worker] = []
+        queue: deque = deque()  # (key, payload, attempt) waiting for a worker
         exhausted = False
+        outstanding = 0
+
+        def refill() -> None:
+            nonlocal exhausted
+            while not exhausted and len(queue) < self.batch * self.size * 2:
+                try:
+                    key, names, row, options = next(source)
+                except StopIteration:
+                    exhausted = True
+                    return
+                queue.append((key, (names, row, options), 0))
+
         while True:
-            while idle and (retries or not exhausted):
-                if retries:
-                    task = retries.popleft()
-                else:
-                    try:
-                        key, names, row, options = next(source)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    task = (key, (names, row, options), 0)
-                worker = idle.pop()
-                worker.send(task, self.timeout)
-                busy.append(worker)
-            if not busy:
+            refill()
+            for i, worker in enumerate(self.workers):
+                # two batches per worker: it starts the next one without waiting on us
+                while queue and len(worker.pending) < self.batch:
+                    take = [queue.popleft() for _ in range(min(self.batch, len(queue)))]
+                    worker.send(take)
+                    outstanding += len(take)
+            if not outstanding:
                 return
-            wait_for = max(0.0, min(w.deadline for w in busy) - time.monotonic())
+            busy = [w for w in self.workers if w.pending]
+            wait_for = max(0.0, min(w.since + self.timeout for w in busy) - time.monotonic())
             ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=wait_for))
-            now = time.monotonic()
-            for worker in list(busy):
-                key, payload, attempt = worker.task
+            for worker in busy:
                 if worker.conn in ready or worker.process.sentinel in ready:
                     try:
-                        if worker.conn.poll():
+                        while worker.pending and worker.conn.poll():
                             verdict = worker.conn.recv()
-                            busy.remove(worker)
-                            idle.append(worker)
+                            key, _, _ = worker.pending.popleft()
+                            worker.since = time.monotonic()
+                            outstanding -= 1
                             yield key, verdict
-                            continue
                     except (EOFError, OSError):
                         pass
-                    # the worker died under this row (killed from outside, out of memory, segfault)
-                    busy.remove(worker)
-                    idle.append(self._replace(worker))
-                    if attempt == 0:
-                        self.stats["retried"] += 1
-                        retries.append((key, payload, 1))
-                    else:
-                        self.stats["crashed"] += 1
-                        yield key, Verdict(False, "crashed")
-                elif now >= worker.deadline:
-                    busy.remove(worker)
-                    idle.append(self._replace(worker))
+                    if worker.pending and not worker.process.is_alive():
+                        # it died under its current row (killed from outside, out of memory, …)
+                        outstanding -= len(worker.pending)
+                        (key, payload, attempt), *rest = worker.pending
+                        self._replace(worker)
+                        queue.extendleft(reversed(rest))
+                        if attempt == 0:
+                            self.stats["retried"] += 1
+                            queue.appendleft((key, payload, 1))
+                        else:
+                            self.stats["crashed"] += 1
+                            yield key, Verdict(False, "crashed")
+                elif worker.pending and time.monotonic() - worker.since >= self.timeout:
+                    outstanding -= len(worker.pending)
+                    (key, _, _), *rest = worker.pending
+                    self._replace(worker)
+                    queue.extendleft(reversed(rest))
                     self.stats["timeout"] += 1
                     yield key, Verdict(False, "timeout")
 

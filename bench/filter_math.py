@@ -1,0 +1,111 @@
+"""`distill filter` vs a plain loop calling `math_verify.parse`/`verify` on the same rows.
+
+    python bench/filter_math.py [--rows 20000] [--workers 0]
+
+The rows are real model outputs with correctness labels from ../shared/data
+(math_cot_100_samples.jsonl: MATH problems × 8 responses; gsm8k_model_solutions.jsonl: GSM8K
+test × 4 models), repeated with fresh ids up to --rows, written as trace shards. Each repeat gets
+its own opening line, so no two responses are the same text (as in real traces, and so that
+math-verify's own caches cannot answer a repeat for free). The plain loop
+parses the gold answer and the response and verifies, one row at a time, in this process;
+distill filters the same shards with its default verifiers (format + math) in its worker pool.
+Prints rows/s of each, the ratio, rows/s per core, and how often each agrees with the labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+
+def labelled_rows() -> list[dict]:
+    rows = []
+    for line in open(DATA / "math_cot_100_samples.jsonl"):
+        r = json.loads(line)
+        rows.append({"problem": r["problem"], "answer": r["answer"], "completion": r["response"],
+                     "label": bool(r["grader_correct"]), "source": "math_cot"})
+    for line in open(DATA / "gsm8k_model_solutions.jsonl"):
+        r = json.loads(line)
+        rows.append({"problem": r["question"], "answer": r["answer"], "completion": r["solution"],
+                     "label": bool(r["is_correct"]), "source": "gsm8k_solutions"})
+    return rows
+
+
+def write_traces(folder: Path, rows: list[dict], count: int, shard_rows: int = 1000) -> list[dict]:
+    from distill import schema, shards
+
+    out = []
+    for i in range(count):
+        r = rows[i % len(rows)]
+        completion = f"Attempt {i // len(rows) + 1} at this problem.\n{r['completion']}"
+        out.append({"id": f"bench/{i}", "problem": r["problem"], "answer": r["answer"], "source": r["source"],
+                    "domain": "math", "sample_idx": 0, "teacher": "labelled", "completion": completion,
+                    "finish_reason": "stop", "prompt_tokens": None, "completion_tokens": None, "gen_config": None,
+                    "label": r["label"]})
+    for s in range(0, count, shard_rows):
+        shards.write_table(folder / shards.shard_name(s // shard_rows),
+                           schema.table(out[s : s + shard_rows], schema.TRACE))
+    return out
+
+
+def plain_loop(rows: list[dict]) -> tuple[float, list[bool]]:
+    from math_verify import parse, verify
+
+    start = time.perf_counter()
+    verdicts = []
+    for r in rows:
+        gold = parse(f"${r['answer']}$")
+        answer = parse(r["completion"].split("</think>")[-1])
+        verdicts.append(bool(gold and answer and verify(gold, answer)))
+    return time.perf_counter() - start, verdicts
+
+
+def ours(folder: Path, out: Path, workers: int) -> tuple[float, dict]:
+    from distill.filter import run_filter
+    from distill.recipes import load_recipe
+
+    recipe = load_recipe(None, [f"filter.workers={workers}"])
+    start = time.perf_counter()
+    run_filter(recipe, folder, out)
+    seconds = time.perf_counter() - start
+    import pyarrow.dataset as pads
+
+    kept = set(pads.dataset(out / "filtered" / "data", format="parquet").to_table(columns=["id"]).column("id").to_pylist())
+    return seconds, kept
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=20000)
+    parser.add_argument("--workers", type=int, default=0)
+    args = parser.parse_args()
+    import logging
+
+    logging.getLogger("math_verify").setLevel(logging.CRITICAL)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = write_traces(Path(tmp) / "traces", labelled_rows(), args.rows)
+        t_ours, kept = ours(Path(tmp) / "traces", Path(tmp) / "run", args.workers)
+        t_plain, verdicts = plain_loop(rows)
+    cores = args.workers or os.cpu_count()
+    agree_ours = sum((r["id"] in kept) == r["label"] for r in rows)
+    agree_plain = sum(v == r["label"] for v, r in zip(verdicts, rows))
+    result = {
+        "bench": "filter_math", "rows": len(rows), "cores": cores,
+        "distill": {"seconds": round(t_ours, 1), "rows_per_s": round(len(rows) / t_ours, 1),
+                    "rows_per_s_per_core": round(len(rows) / t_ours / cores, 1), "agrees_with_labels": agree_ours},
+        "plain_loop": {"seconds": round(t_plain, 1), "rows_per_s": round(len(rows) / t_plain, 1),
+                       "agrees_with_labels": agree_plain},
+        "ratio": round(t_plain / t_ours, 3),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -58,5 +58,9 @@ def run(names: list[str] | tuple[str, ...], row: dict, options: dict) -> Verdict
 
 
 # Register the built-in verifiers.
+from . import choice as _choice  # noqa: E402,F401
+from . import code as _code  # noqa: E402,F401
 from . import format as _format  # noqa: E402,F401
+from . import language as _language  # noqa: E402,F401
 from . import math as _math  # noqa: E402,F401
+from . import repetition as _repetition  # noqa: E402,F401

@@ -1,8 +1,11 @@
-"""Format checks: not truncated, `<think>` closed (or required), a non-empty response."""
+"""Format and length checks: not truncated, `<think>` closed (or required on reasoning rows), a
+non-empty response, a completion length within bounds."""
 
 from __future__ import annotations
 
 from . import Verdict, register
+
+NON_REASONING = ("general",)  # rows of these domains need no <think> even with require_think
 
 
 @register("format", isolated=False)
@@ -11,8 +14,27 @@ def check_format(row: dict, options: dict) -> Verdict:
         return Verdict(False, "truncated")
     if row["think"] == "unclosed":
         return Verdict(False, "think_unclosed")
-    if row["think"] == "none" and options.get("require_think", False):
+    if row["think"] == "none" and options.get("require_think") and row.get("domain") not in NON_REASONING:
         return Verdict(False, "no_think")
     if not row["response"]:
         return Verdict(False, "empty_response")
+    return Verdict(True)
+
+
+def completion_tokens(row: dict) -> int:
+    """The teacher's token count, or an estimate (4 characters a token) for traces without one."""
+    tokens = row.get("completion_tokens")
+    return int(tokens) if tokens is not None else len(row.get("completion") or "") // 4
+
+
+@register("length", isolated=False)
+def check_length(row: dict, options: dict) -> Verdict:
+    low, high = options.get("min_tokens"), options.get("max_tokens")
+    if low is None and high is None:
+        return Verdict(True)
+    tokens = completion_tokens(row)
+    if low is not None and tokens < low:
+        return Verdict(False, "too_short")
+    if high is not None and tokens > high:
+        return Verdict(False, "too_long")
     return Verdict(True)

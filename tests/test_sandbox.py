@@ -1,0 +1,135 @@
+"""The code sandbox against programs that try to hurt the machine, and the code verifier."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+
+import pytest
+
+from distill.verify.code import check_code, extract_program
+from distill.verify.sandbox import Limits, run_python
+
+FAST = Limits(wall_seconds=5, cpu_seconds=5, memory_mb=512)
+
+
+def test_a_plain_program_runs_and_reads_stdin():
+    result = run_python("print(int(input()) * 2)", "21\n", FAST)
+    assert (result.returncode, result.stdout.strip(), result.timed_out) == (0, "42", False)
+
+
+def test_an_endless_loop_is_killed_on_time():
+    start = time.monotonic()
+    result = run_python("while True:\n    pass\n", "", Limits(wall_seconds=2, cpu_seconds=10))
+    assert result.timed_out and result.returncode is None
+    assert time.monotonic() - start < 6
+
+
+def test_a_sleeping_program_is_killed_by_the_wall_clock():
+    result = run_python("import time\ntime.sleep(60)\n", "", Limits(wall_seconds=1.5, cpu_seconds=10))
+    assert result.timed_out
+
+
+def test_a_fork_bomb_stops_and_leaves_no_process_behind():
+    marker = f"distill-bomb-{uuid.uuid4().hex}"
+    program = f"import os\n# {marker}\nwhile True:\n    os.fork()\n"
+    result = run_python(program, "", FAST)
+    assert result.returncode != 0
+    time.sleep(0.5)
+    leftovers = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"runner.py" in f.read():
+                    leftovers.append(pid)
+        except OSError:
+            pass
+    assert not leftovers
+
+
+def test_subprocess_and_system_are_refused():
+    result = run_python("import subprocess\nsubprocess.run(['true'])\n", "", FAST)
+    assert result.returncode != 0 and "not allowed" in result.stderr
+    result = run_python("import os\nos.system('touch /tmp/x')\n", "", FAST)
+    assert result.returncode != 0
+
+
+def test_a_100_gb_allocation_fails_inside_the_sandbox():
+    result = run_python("x = bytearray(100 * 1024**3)\nprint('allocated')\n", "", FAST)
+    assert result.returncode != 0 and "allocated" not in result.stdout
+    assert "MemoryError" in result.stderr
+
+
+@pytest.mark.parametrize("target", ["/tmp", os.path.expanduser("~"), os.getcwd()])
+def test_writing_outside_the_scratch_dir_is_refused(target):
+    path = os.path.join(target, f"distill-escape-{uuid.uuid4().hex}")
+    for program in (
+        f"open({path!r}, 'w').write('x')\n",
+        f"import os\nfd = os.open({path!r}, os.O_CREAT | os.O_WRONLY)\nos.write(fd, b'x')\n",
+        f"import pathlib\npathlib.Path({path!r}).write_text('x')\n",
+    ):
+        result = run_python(program, "", FAST)
+        assert result.returncode != 0, program
+        assert not os.path.exists(path), program
+
+
+def test_writing_inside_the_scratch_dir_works():
+    result = run_python("open('out.txt', 'w').write('hi')\nprint(open('out.txt').read())\n", "", FAST)
+    assert result.returncode == 0 and result.stdout.strip() == "hi"
+
+
+def test_sockets_are_refused():
+    program = "import socket\ns = socket.create_connection(('1.1.1.1', 53), timeout=2)\nprint('connected')\n"
+    result = run_python(program, "", FAST)
+    assert result.returncode != 0 and "connected" not in result.stdout
+
+
+def test_the_environment_is_scrubbed():
+    os.environ["DISTILL_TEST_SECRET"] = "hunter2"
+    try:
+        result = run_python("import os\nprint(sorted(os.environ))\n", "", FAST)
+    finally:
+        del os.environ["DISTILL_TEST_SECRET"]
+    assert result.returncode == 0 and "DISTILL_TEST_SECRET" not in result.stdout
+
+
+def _row(response: str, tests: dict) -> dict:
+    return {"domain": "code", "response": response, "tests": json.dumps(tests)}
+
+
+OPTIONS = {"code_timeout": 3, "code_memory_mb": 512}
+STDIO = {"inputs": ["1 2\n", "10 -3\n"], "outputs": ["3\n", "7\n"]}
+ASSERTS = {"asserts": ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]}
+
+
+@pytest.mark.parametrize(
+    "response,tests,kept,reason",
+    [
+        ("```python\na, b = map(int, input().split())\nprint(a + b)\n```", STDIO, True, None),
+        ("```python\na, b = map(int, input().split())\nprint(a - b)\n```", STDIO, False, "wrong_output"),
+        ("```python\ndef add(a, b):\n    return a + b\n```", ASSERTS, True, None),
+        ("```python\ndef add(a, b):\n    return a * b\n```", ASSERTS, False, "tests_failed"),
+        ("First try:\n```python\ndef add(a, b):\n    return 0\n```\nFixed:\n```py\ndef add(a, b):\n    return a + b\n```",
+         ASSERTS, True, None),
+        ("def add(a, b): return a + b", ASSERTS, False, "no_code"),
+        ("```python\nwhile True: pass\n```", ASSERTS, False, "code_timeout"),
+        ("```python\nimport os\nwhile True: os.fork()\n```", ASSERTS, False, "tests_failed"),
+        ("```python\nx = bytearray(100 * 1024**3)\n```", STDIO, False, "tests_failed"),
+        ("```python\nimport socket\nsocket.create_connection(('1.1.1.1', 80))\n```", STDIO, False, "tests_failed"),
+        ("```python\nopen('/etc/distill-owned', 'w').write('x')\n```", STDIO, False, "tests_failed"),
+    ],
+)
+def test_code_verdicts(response, tests, kept, reason):
+    verdict = check_code(_row(response, tests), OPTIONS)
+    assert (verdict.ok, verdict.reason) == (kept, reason)
+    assert not os.path.exists("/etc/distill-owned")
+
+
+def test_rows_without_tests_are_rejected():
+    assert check_code({"domain": "code", "response": "```python\nprint(1)\n```", "tests": None}, OPTIONS).reason == "no_tests"
+
+
+def test_extract_program_takes_the_last_block():
+    assert extract_program("```python\na\n```\ntext\n```python\nb\n```") == "b\n"

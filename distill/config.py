@@ -18,6 +18,8 @@ DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay")
 TRAIN_METHODS = ("lora", "full")
+SELECT_MODES = ("all", "first", "shortest")
+QUOTA_BY = ("domain", "source")
 
 
 class InvalidValue(ValueError):
@@ -168,15 +170,59 @@ class GenerateConfig:
 
 @dataclass(frozen=True)
 class FilterConfig:
-    verifiers: tuple[str, ...] = ("format", "math")
+    # verification (verify/): each verifier applies to the rows of its domains
+    verifiers: tuple[str, ...] = ("format", "math", "choice", "code", "language", "repetition", "length")
     timeout: float = 5.0  # hard wall-clock limit per row, enforced by killing the worker
     workers: int = 0  # verifier processes; 0 = one per CPU core
-    require_think: bool = False  # reject completions without a closed <think> block
+    require_think: bool = False  # reject reasoning rows without a closed <think> block
     reject_truncated: bool = True  # reject finish_reason == "length"
+    language_threshold: float = 0.05  # largest share of letters in another script than the prompt's
+    repetition_ngram: int = 10  # word n-grams for the repetition check
+    repetition_threshold: float = 0.2  # largest share of repeated n-grams
+    min_tokens: int | None = None  # completion length bounds (teacher tokens)
+    max_tokens: int | None = None
+    code_timeout: float = 10.0  # seconds per test run of a code row
+    code_memory_mb: int = 1024
+    # dedup and decontamination (dedup.py)
+    dedup: bool = True  # drop exact duplicates (normalised problem + completion)
+    near_dedup: float | None = None  # Jaccard threshold for near-duplicate problems (MinHash LSH); None: off
+    decontaminate: tuple[DataSource, ...] = ()  # benchmark cards whose problems must not leak in
+    decontaminate_ngram: int = 8  # word n-gram size of the overlap test
+    # selection (select.py)
+    select: str = "all"  # per problem: all | first | shortest (correct samples)
+    select_k: int = 1  # how many for first / shortest
+    quota_by: str = "domain"  # domain | source: what `quotas` keys name
+    quotas: dict = field(default_factory=dict)  # group -> rows (int) or share of target (float < 1)
+    target: int | None = None  # total rows to keep, sampled uniformly under `seed`
+    seed: int = 0
 
     def __post_init__(self) -> None:
         _require(self.timeout > 0, "timeout", self.timeout, "must be a positive number of seconds")
         _require(self.workers >= 0, "workers", self.workers, "must be 0 (one per core) or more")
+        _require(0 <= self.language_threshold <= 1, "language_threshold", self.language_threshold, "must be in [0, 1]")
+        _require(self.repetition_ngram >= 1, "repetition_ngram", self.repetition_ngram, "must be at least 1")
+        _require(0 <= self.repetition_threshold <= 1, "repetition_threshold", self.repetition_threshold,
+                 "must be in [0, 1]")
+        _require(self.min_tokens is None or self.min_tokens >= 0, "min_tokens", self.min_tokens, "must be 0 or more")
+        _require(self.max_tokens is None or self.max_tokens >= 1, "max_tokens", self.max_tokens, "must be at least 1")
+        _require(self.min_tokens is None or self.max_tokens is None or self.min_tokens <= self.max_tokens,
+                 "max_tokens", self.max_tokens, "must not be below min_tokens")
+        _require(self.code_timeout > 0, "code_timeout", self.code_timeout, "must be a positive number of seconds")
+        _require(self.code_memory_mb >= 64, "code_memory_mb", self.code_memory_mb, "must be at least 64")
+        _require(self.near_dedup is None or 0 < self.near_dedup < 1, "near_dedup", self.near_dedup,
+                 "must be a Jaccard threshold in (0, 1), or null for off")
+        _require(self.decontaminate_ngram >= 1, "decontaminate_ngram", self.decontaminate_ngram, "must be at least 1")
+        _one_of("select", self.select, SELECT_MODES)
+        _require(self.select_k >= 1, "select_k", self.select_k, "must be at least 1")
+        _one_of("quota_by", self.quota_by, QUOTA_BY)
+        _require(self.target is None or self.target >= 1, "target", self.target, "must be at least 1")
+        for group, value in self.quotas.items():
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+            _require(ok, f"quotas.{group}", value, "must be a row count, or a share of target below 1")
+            if isinstance(value, float) and value < 1:
+                _require(self.target is not None, f"quotas.{group}", value, "is a share of target: set filter.target")
+            else:
+                _require(float(value).is_integer(), f"quotas.{group}", value, "must be a whole row count")
 
 
 @dataclass(frozen=True)

@@ -1,25 +1,53 @@
-"""run_filter(): trace shards → verifiers → kept shards with `messages`, rejected shards with
-`reject_reason`, and report.json (DESIGN §2–3). One output shard per input file, resumable."""
+"""run_filter(): trace shards → verifiers → decontamination → selection → dedup → quotas →
+kept shards with `messages`, rejected shards with `reject_reason`, report.json (DESIGN §2–3).
+
+Two passes, both streaming shard by shard and both resumable:
+
+1. per input file (split over `--rank/--world-size`): decontaminate, verify, compute each
+   problem's pass rate, select samples per problem. Survivors go to `_pass1/candidates/`, the
+   rest to `_pass1/rejected/`, then the file is marked done in `_pass1/_done/`.
+2. once every file has passed (in whichever process finds that so): one scan of the candidates'
+   small columns (dedup key, id, group, draw) in file order decides exact and near duplicates
+   and the quota cut-offs; then each file's final `data/` and `rejected/` shards are written
+   and marked done. The decisions are deterministic, so a rerun after a kill writes the same
+   shards. `_pass1/` is removed once the stage is complete.
+
+Samples of one problem are expected in one input file (as `distill generate` writes them):
+pass rates and per-problem selection are computed within a file.
+"""
 
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+import shutil
+from collections import defaultdict
 from functools import lru_cache
 from pathlib import Path
 
+import pyarrow as pa
+
 from . import runfolder, schema, shards, verify
-from .config import PromptTemplate, Recipe
+from .config import FilterConfig, PromptTemplate, Recipe
+from .dedup import exact_key, load_contamination, NearDuplicates
 from .errors import ConfigError, UserError
 from .prompting import assistant_content, prompt_messages, split_think
+from .report import build_report, print_report, write_plots  # noqa: F401 - print_report is the CLI's
+from .select import choose, cutoffs, draw, pass_rates
 from .ui import console, plural
 
 STAGE = "filtered"
 REJECTED = "rejected"
+PASS1 = "_pass1"
+CANDIDATES = "candidates"
 INPUTS = "_inputs.json"
 REQUIRED = ("id", "sample_idx", "problem", "completion")
 DEFAULTS = {"answer": None, "source": "unknown", "domain": "math", "finish_reason": None, "teacher": None,
-            "prompt_tokens": None, "completion_tokens": None, "gen_config": None}
+            "prompt_tokens": None, "completion_tokens": None, "gen_config": None, "choices": None, "tests": None}
+# candidate rows carry their dedup key and their quota draw between the passes
+CANDIDATE = pa.schema(list(schema.FILTERED) + [("_key", pa.int64()), ("_draw", pa.int64())])
+# filter settings that only change how fast it runs, not what it keeps
+OPTION_KEYS = ("require_think", "reject_truncated", "timeout", "language_threshold", "repetition_ngram",
+               "repetition_threshold", "min_tokens", "max_tokens", "code_timeout", "code_memory_mb")
 
 
 @lru_cache(maxsize=64)
@@ -59,9 +87,15 @@ def _read_traces(path: Path) -> list[dict]:
 
 def check_config(recipe: Recipe) -> None:
     """Fail on a bad filter section before any stage runs (not after hours of generation)."""
-    for name in recipe.filter.verifiers:
+    cfg = recipe.filter
+    for name in cfg.verifiers:
         if name not in verify.VERIFIERS:
             raise ConfigError(f"filter.verifiers: unknown verifier '{name}' (known: {', '.join(verify.VERIFIERS)})")
+    if cfg.near_dedup is not None:
+        try:
+            import datasketch  # noqa: F401
+        except ImportError:
+            raise ConfigError("filter.near_dedup needs datasketch: pip install datasketch") from None
 
 
 # What isolated verifiers may read: the reasoning and the raw completion (the bulk of a row)
@@ -73,23 +107,41 @@ def _payload(row: dict) -> dict:
     return {k: row.get(k) for k in PAYLOAD}
 
 
-def _verify_shard(rows: list[dict], names: tuple[str, ...], options: dict, pool) -> list[verify.Verdict]:
-    """Cheap checks inline, then the isolated verifiers through the killable pool."""
+def _row_timeout(row: dict, names: tuple[str, ...], options: dict) -> float | None:
+    """Code rows run every test in a fresh process: their limit grows with the number of tests."""
+    if "code" not in names:
+        return None
+    try:
+        spec = json.loads(row.get("tests") or "{}")
+        cases = len(spec.get("inputs") or []) or 1
+    except (ValueError, AttributeError):
+        cases = 1
+    return max(options["timeout"], cases * options["code_timeout"] + 5)
+
+
+def _verify_shard(rows: list[dict], names: tuple[str, ...], options: dict, pool,
+                  verdicts: list[verify.Verdict | None] | None = None) -> list[verify.Verdict]:
+    """Cheap checks inline, then the isolated verifiers through the killable pool. Rows with a
+    verdict already (say, contaminated) are left as they are."""
     inline = [n for n in names if not verify.VERIFIERS[n].isolated]
     isolated = [n for n in names if verify.VERIFIERS[n].isolated]
-    verdicts: list[verify.Verdict] = []
-    for row in rows:
-        row["reasoning"], row["response"], row["think"] = split_think(row["completion"] or "")
-        verdicts.append(verify.run(inline, row, options))
+    verdicts = list(verdicts) if verdicts is not None else [None] * len(rows)
+    for i, row in enumerate(rows):
+        if "think" not in row:
+            row["reasoning"], row["response"], row["think"] = split_think(row["completion"] or "")
+        if verdicts[i] is None:
+            verdicts[i] = verify.run(inline, row, options)
     pending = {
         i for i, row in enumerate(rows) if verdicts[i].ok and any(verify.applies(n, row) for n in isolated)
     }
-    tasks = (
-        (i, tuple(n for n in isolated if verify.applies(n, rows[i])), _payload(rows[i]), options)
-        for i in sorted(pending)
-    )
+
+    def tasks():
+        for i in sorted(pending):
+            mine = tuple(n for n in isolated if verify.applies(n, rows[i]))
+            yield i, mine, _payload(rows[i]), options, _row_timeout(rows[i], mine, options)
+
     if pending:
-        for i, verdict in pool.imap(tasks):
+        for i, verdict in pool.imap(tasks()):
             verdicts[i] = verdict
             pending.discard(i)
     if pending:  # fail closed: a row nobody verified is never kept as verified
@@ -98,7 +150,7 @@ def _verify_shard(rows: list[dict], names: tuple[str, ...], options: dict, pool)
 
 
 def run_filter(recipe: Recipe, source: Path, out: Path, rank: int = 0, world_size: int = 1) -> dict:
-    """Verify the traces in `source` and write `out/filtered` (kept, rejected, report)."""
+    """Verify and select the traces in `source`; write `out/filtered` (kept, rejected, report)."""
     cfg = recipe.filter
     check_config(recipe)
     data = shards.input_folder(source, "traces", "generate")
@@ -106,36 +158,38 @@ def run_filter(recipe: Recipe, source: Path, out: Path, rank: int = 0, world_siz
     if not files:
         raise UserError(f"{data}: no Parquet files to filter")
     stage = Path(out) / STAGE
-    done = shards.forget_missing(
+    pass1 = stage / PASS1
+    if shards.is_complete(stage):
+        runfolder.claim(Path(out), recipe, "filter", started=True)
+        return {"complete": True, **json.loads((stage / "report.json").read_text())}
+    done1 = shards.forget_missing(
+        pass1, lambda i: [pass1 / CANDIDATES / shards.shard_name(i), pass1 / REJECTED / shards.shard_name(i)]
+    )
+    done2 = shards.forget_missing(
         stage, lambda i: [stage / shards.DATA / shards.shard_name(i), stage / REJECTED / shards.shard_name(i)]
     )
-    runfolder.claim(Path(out), recipe, "filter", started=bool(done))
-    _claim_inputs(stage, data, files, started=bool(done))
+    runfolder.claim(Path(out), recipe, "filter", started=bool(done1 or done2))
+    _claim_inputs(stage, data, files, started=bool(done1 or done2))
     shards.clean_temp(stage)
-    todo = [i for i in range(len(files)) if i % world_size == rank and i not in done]
-    options = {k: getattr(cfg, k) for k in ("require_think", "reject_truncated", "timeout")}
-    needs_pool = any(verify.VERIFIERS[n].isolated for n in cfg.verifiers)
+    # pass 2 reads every file's candidates, so pass 1 is redone for any file whose candidates are
+    # gone (only a hand-edited folder gets here: they are removed after the manifest is written)
+    todo = [i for i in range(len(files)) if i % world_size == rank and i not in done1]
     if todo:
-        console.print(f"filter: {plural(len(files), 'trace file')} ({len(done)} done) with {', '.join(cfg.verifiers)}")
-        from .verify.pool import VerifyPool
-
-        pool = VerifyPool(cfg.workers, cfg.timeout) if needs_pool else None
-        try:
-            for index in todo:
-                _filter_file(files[index], index, stage, cfg.verifiers, options, pool)
-        finally:
-            if pool is not None:
-                pool.close()
-    complete = all(i in shards.done(stage) for i in range(len(files)))
-    if not complete:
-        return {"complete": False, "files": len(files), "files_done": len(shards.done(stage))}
-    report = build_report(stage)
-    if not shards.is_complete(stage):
-        shards.write_json(stage / "report.json", report)
-        shards.write_card(stage, "distill filtered traces", {"default": shards.DATA, "rejected": REJECTED},
-                          f"{report['kept']} of {report['rows_in']} rows kept; see report.json.")
-        shards.write_json(stage / shards.MANIFEST, {"stage": "filter", "inputs": [str(f) for f in files],
-                                                    "counts": {k: report[k] for k in ("rows_in", "kept", "rejected")}})
+        console.print(f"filter: {plural(len(files), 'trace file')} ({len(files) - len(todo)} done or elsewhere) "
+                      f"with {', '.join(cfg.verifiers)}")
+        _first_pass(files, todo, pass1, cfg)
+    everything = set(range(len(files)))
+    if not everything <= shards.done(pass1):
+        return {"complete": False, "files": len(files), "files_done": len(shards.done(pass1))}
+    _second_pass(stage, len(files), cfg)
+    report = build_report(stage, cfg)
+    report["plots"] = write_plots(stage)
+    shards.write_json(stage / "report.json", report)
+    shards.write_card(stage, "distill filtered traces", {"default": shards.DATA, "rejected": REJECTED},
+                      f"{report['kept']} of {report['rows_in']} rows kept; see report.json.")
+    shards.write_json(stage / shards.MANIFEST, {"stage": "filter", "inputs": [str(f) for f in files],
+                                                "counts": {k: report[k] for k in ("rows_in", "kept", "rejected")}})
+    shutil.rmtree(pass1, ignore_errors=True)  # everything in it is in data/ and rejected/ now
     return {"complete": True, **report}
 
 
@@ -148,65 +202,129 @@ def _claim_inputs(stage: Path, data: Path, files: list[Path], started: bool) -> 
     shards.write_json(path, names)
 
 
-def _filter_file(path: Path, index: int, stage: Path, names, options, pool) -> None:
+# ---------------------------------------------------------------- pass 1: per file
+
+
+def _first_pass(files: list[Path], todo: list[int], pass1: Path, cfg: FilterConfig) -> None:
+    options = {k: getattr(cfg, k) for k in OPTION_KEYS}
+    contamination = load_contamination(cfg.decontaminate, cfg.decontaminate_ngram)
+    if contamination is not None:
+        console.print(f"  decontaminating against {plural(contamination.problems, 'benchmark problem')} "
+                      f"({', '.join(s.card.name for s in cfg.decontaminate)}), {cfg.decontaminate_ngram}-grams")
+    needs_pool = any(verify.VERIFIERS[n].isolated for n in cfg.verifiers)
+    from .verify.pool import VerifyPool
+
+    pool = VerifyPool(cfg.workers, cfg.timeout) if needs_pool else None
+    try:
+        for index in todo:
+            _filter_file(files[index], index, pass1, cfg, options, contamination, pool)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _filter_file(path: Path, index: int, pass1: Path, cfg: FilterConfig, options: dict, contamination, pool) -> None:
     rows = _read_traces(path)
-    verdicts = _verify_shard(rows, names, options, pool)
-    kept, rejected = [], []
-    for row, verdict in zip(rows, verdicts):
-        row["extracted_answer"] = verdict.extracted
+    names = cfg.verifiers
+    verdicts: list[verify.Verdict | None] = [None] * len(rows)
+    for i, row in enumerate(rows):
+        row["reasoning"], row["response"], row["think"] = split_think(row["completion"] or "")
         row["verifier"] = ",".join(n for n in names if verify.applies(n, row))
-        if verdict.ok:
+        if contamination is not None:
+            benchmark = contamination.match(row["problem"] or "")
+            if benchmark is not None:
+                verdicts[i] = verify.Verdict(False, "contaminated")
+                row["verifier"] = f"decontaminate:{benchmark}"
+    verdicts = _verify_shard(rows, names, options, pool, verdicts)
+    ok = [v.ok for v in verdicts]
+    rates = pass_rates(rows, ok)
+    keep = choose(rows, ok, cfg.select, cfg.select_k)
+    candidates, rejected = [], []
+    for row, verdict, rate, kept in zip(rows, verdicts, rates, keep):
+        row["extracted_answer"] = verdict.extracted
+        row["pass_rate"] = rate
+        if kept:
             row["messages"] = messages_for(row)
-            kept.append(row)
+            row["_key"] = exact_key(row["problem"] or "", row["completion"] or "")
+            row["_draw"] = draw(cfg.seed, row["id"], row["sample_idx"])
+            candidates.append(row)
         else:
-            row["reject_reason"] = verdict.reason
+            row["reject_reason"] = verdict.reason if not verdict.ok else "not_selected"
             rejected.append(row)
-    shards.write_table(stage / shards.DATA / shards.shard_name(index), schema.table(kept, schema.FILTERED))
-    shards.write_table(stage / REJECTED / shards.shard_name(index), schema.table(rejected, schema.REJECTED))
-    shards.mark_done(stage, index)
-    console.print(f"  {path.name}: {len(kept)} kept, {len(rejected)} rejected")
+    shards.write_table(pass1 / CANDIDATES / shards.shard_name(index), schema.table(candidates, CANDIDATE))
+    shards.write_table(pass1 / REJECTED / shards.shard_name(index), schema.table(rejected, schema.REJECTED))
+    shards.mark_done(pass1, index)
+    console.print(f"  {path.name}: {len(candidates)} verified and selected, {len(rejected)} rejected")
 
 
-def build_report(stage: Path) -> dict:
-    """Counts kept / dropped per reason and per source, read back from the shards themselves."""
-    kept_by_source: Counter = Counter()
-    reasons: Counter = Counter()
-    by_source: dict[str, Counter] = defaultdict(Counter)
-    for f in shards.list_files(stage / shards.DATA):
-        kept_by_source.update(shards.read_file(f, ["source"]).column("source").to_pylist())
-    for f in shards.list_files(stage / REJECTED):
-        t = shards.read_file(f, ["source", "reject_reason"])
-        for src, reason in zip(t.column("source").to_pylist(), t.column("reject_reason").to_pylist()):
-            reasons[reason] += 1
-            by_source[src][reason] += 1
-    kept, rejected = sum(kept_by_source.values()), sum(reasons.values())
-    sources = sorted(set(kept_by_source) | set(by_source))
-    return {
-        "rows_in": kept + rejected,
-        "kept": kept,
-        "rejected": rejected,
-        "reasons": dict(reasons.most_common()),
-        "by_source": {
-            s: {
-                "rows_in": kept_by_source[s] + sum(by_source[s].values()),
-                "kept": kept_by_source[s],
-                "reasons": dict(by_source[s].most_common()),
-            }
-            for s in sources
-        },
-    }
+# ---------------------------------------------------------------- pass 2: across files
 
 
-def print_report(report: dict) -> None:
-    from rich.table import Table
+def _group_column(cfg: FilterConfig) -> str:
+    return cfg.quota_by  # "domain" or "source": both are row columns
 
-    total = max(report["rows_in"], 1)
-    table = Table(title="filter", show_edge=False)
-    table.add_column("")
-    table.add_column("rows", justify="right")
-    table.add_column("%", justify="right")
-    table.add_row("[bold]in", str(report["rows_in"]), "100.0")
-    table.add_row("[green]kept", str(report["kept"]), f"{100 * report['kept'] / total:.1f}")
-    for reason, count in report["reasons"].items():
-        table.add_row(f"[red]dropped: {reason}", str(count), f"{100 * count / total:.1f}")
-    console.print(table)
+
+def _scan(pass1: Path, n_files: int, cfg: FilterConfig):
+    """Dedup decisions per candidate (in file order) and the quota cut-offs. Holds one small
+    column set per file plus the 64-bit keys seen: flat in the size of the rows."""
+    import numpy as np
+
+    seen: set[int] = set()
+    near = NearDuplicates(cfg.near_dedup) if cfg.near_dedup is not None else None
+    group = _group_column(cfg)
+    decisions: list[list[str | None]] = []
+    draws: dict[str, list] = defaultdict(list)
+    for index in range(n_files):
+        columns = ["_key", "id", group, "_draw"] + (["problem"] if near is not None else [])
+        table = shards.read_file(pass1 / CANDIDATES / shards.shard_name(index), columns)
+        keys = table.column("_key").to_pylist()
+        ids = table.column("id").to_pylist()
+        problems = table.column("problem").to_pylist() if near is not None else None
+        groups = table.column(group).to_pylist()
+        values = table.column("_draw").to_numpy()
+        shard_decisions: list[str | None] = []
+        unique = np.zeros(len(keys), dtype=bool)
+        for j, key in enumerate(keys):
+            reason = None
+            if near is not None and near.check(ids[j], problems[j] or ""):
+                reason = "near_duplicate"
+            elif cfg.dedup and key in seen:
+                reason = "duplicate"
+            elif cfg.dedup:
+                seen.add(key)
+            shard_decisions.append(reason)
+            unique[j] = reason is None
+        decisions.append(shard_decisions)
+        for g in set(groups):
+            mask = unique & np.array([x == g for x in groups])
+            draws[str(g)].append(values[mask])
+    merged = {g: np.concatenate(v) for g, v in draws.items()}
+    caps, overall = cutoffs(merged, cfg.quotas, cfg.target)
+    return decisions, caps, overall
+
+
+def _second_pass(stage: Path, n_files: int, cfg: FilterConfig) -> None:
+    pass1 = stage / PASS1
+    todo = [i for i in range(n_files) if i not in shards.done(stage)]
+    if not todo:
+        return
+    decisions, caps, overall = _scan(pass1, n_files, cfg)
+    group = _group_column(cfg)
+    for index in todo:
+        rows = shards.read_file(pass1 / CANDIDATES / shards.shard_name(index)).to_pylist()
+        kept, dropped = [], []
+        for row, reason in zip(rows, decisions[index]):
+            cap = caps.get(str(row[group]))
+            if reason is None and ((cap is not None and row["_draw"] > cap) or
+                                   (overall is not None and row["_draw"] > overall)):
+                reason = "over_quota"
+            if reason is None:
+                kept.append(row)
+            else:
+                row["reject_reason"] = reason
+                dropped.append(row)
+        earlier = shards.read_file(pass1 / REJECTED / shards.shard_name(index))
+        rejected = pa.concat_tables([earlier, schema.table(dropped, schema.REJECTED)])
+        shards.write_table(stage / shards.DATA / shards.shard_name(index), schema.table(kept, schema.FILTERED))
+        shards.write_table(stage / REJECTED / shards.shard_name(index), rejected)
+        shards.mark_done(stage, index)

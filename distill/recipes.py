@@ -186,13 +186,30 @@ def load_card(cls: type, name: str) -> Any:
 # ---------------------------------------------------------------- recipes and overrides
 
 
+def _sources(value: Any) -> Any:
+    """`gsm8k` or `[gsm8k, {card: math500, path: …}]` → a list of `{card: …}` mappings."""
+    if isinstance(value, (str, dict)):
+        value = [value]
+    if isinstance(value, list):
+        return [{"card": d} if isinstance(d, str) else d for d in value]
+    return value
+
+
+def _source_lists(raw: dict) -> list[list]:
+    """The lists of data sources in a recipe: `data` and `filter.decontaminate`."""
+    found = [raw.get("data")]
+    if isinstance(raw.get("filter"), dict):
+        found.append(raw["filter"].get("decontaminate"))
+    return [entries for entries in found if isinstance(entries, list)]
+
+
 def _normalise_recipe(raw: dict) -> dict:
-    """Shorthands: `data: gsm8k` or `data: [gsm8k, …]` mean `[{card: gsm8k}, …]`."""
-    data = raw.get("data")
-    if isinstance(data, (str, dict)):
-        data = [data]
-    if isinstance(data, list):
-        raw["data"] = [{"card": d} if isinstance(d, str) else d for d in data]
+    """Shorthands: `data: gsm8k` or `data: [gsm8k, …]` mean `[{card: gsm8k}, …]`; the same for
+    `filter.decontaminate`."""
+    if "data" in raw:
+        raw["data"] = _sources(raw["data"])
+    if isinstance(raw.get("filter"), dict) and "decontaminate" in raw["filter"]:
+        raw["filter"]["decontaminate"] = _sources(raw["filter"]["decontaminate"])
     return raw
 
 
@@ -257,11 +274,12 @@ def _rebase_recipe(raw: dict, base: Path) -> None:
             raw[key]["card"] = _rebase(raw[key]["card"], base)
         elif key in raw:
             raw[key] = _rebase(raw[key], base)
-    for entry in raw.get("data") or []:
-        if isinstance(entry, dict):
-            for key in ("card", "path"):
-                if key in entry:
-                    entry[key] = _rebase(entry[key], base)
+    for entries in _source_lists(raw):
+        for entry in entries:
+            if isinstance(entry, dict):
+                for key in ("card", "path"):
+                    if key in entry:
+                        entry[key] = _rebase(entry[key], base)
 
 
 def load_recipe(

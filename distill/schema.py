@@ -34,6 +34,7 @@ _VERDICT = [
     ("response", pa.string()),
     ("extracted_answer", pa.string()),
     ("verifier", pa.string()),
+    ("pass_rate", pa.float32()),  # share of the problem's samples that passed verification
 ]
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])

@@ -72,7 +72,7 @@ def test_kept_rows_carry_messages_that_render_with_the_student_template(tmp_path
     assert ds.num_rows == 5
     row = next(r for r in ds if r["id"] == "a")
     assert row["reasoning"] == "48 + 24 = 72" and row["extracted_answer"] == "72"
-    assert row["verifier"] == "format,math"
+    assert row["verifier"] == "format,math,language,repetition,length"
     user, assistant = row["messages"]
     assert user["role"] == "user" and user["content"].startswith("Problem a") and "\\boxed{}" in user["content"]
     assert assistant["content"] == "<think>\n48 + 24 = 72\n</think>\n\nThe answer is \\boxed{72}."

@@ -2,11 +2,13 @@
 
 R1's distillation data dropped reasoning that mixes languages (Chinese inside an English
 prompt's thinking is the common case). Letters are counted by script; Greek is ignored (math
-uses α, β, π in any language), and so are digits, symbols and LaTeX commands' ASCII.
+uses α, β, π in any language), and so are digits, symbols, LaTeX commands (\\boxed, \\frac) and
+single-letter variables, which a Chinese chain of thought writes in Latin letters too.
 """
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from . import Verdict, register
@@ -30,7 +32,11 @@ def _patterns():
     return {name: regex.compile(p) for name, p in SCRIPTS.items()}
 
 
+_NOT_LANGUAGE = re.compile(r"\\[A-Za-z]+|\b[A-Za-z]\b")
+
+
 def script_counts(text: str) -> dict[str, int]:
+    text = _NOT_LANGUAGE.sub(" ", text)
     return {name: len(p.findall(text)) for name, p in _patterns().items()}
 
 

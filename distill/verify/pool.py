@@ -43,11 +43,15 @@ class _Worker:
         self.pending: deque = deque()  # tasks sent and not answered, in the order it runs them
         self.since = 0.0  # when the row it is on started (its previous verdict, or the send)
 
+    def deadline(self, default: float) -> float:
+        """When the row it is on runs out of time (rows may carry their own limit, e.g. code)."""
+        return self.since + (self.pending[0][3] or default)
+
     def send(self, tasks: list[tuple]) -> None:
         if not self.pending:
             self.since = time.monotonic()
         self.pending.extend(tasks)
-        self.conn.send([payload for _, payload, _ in tasks])
+        self.conn.send([payload for _, payload, _, _ in tasks])
 
     def kill(self) -> None:
         if self.process.is_alive():
@@ -57,7 +61,8 @@ class _Worker:
 
 
 class VerifyPool:
-    """`imap(tasks)` runs (key, names, row, options) tasks and yields (key, Verdict) as they finish."""
+    """`imap(tasks)` runs (key, names, row, options[, timeout]) tasks and yields (key, Verdict) as
+    they finish; a task's own timeout (seconds) replaces the pool's for that row."""
 
     def __init__(self, workers: int = 0, timeout: float = 5.0, batch: int = 16) -> None:
         self.size = workers or os.cpu_count() or 1
@@ -77,7 +82,7 @@ class VerifyPool:
 
     def imap(self, tasks: Iterable[tuple[Any, tuple[str, ...], dict, dict]]) -> Iterator[tuple[Any, Verdict]]:
         source = iter(tasks)
-        queue: deque = deque()  # (key, payload, attempt) waiting for a worker
+        queue: deque = deque()  # (key, payload, attempt, timeout) waiting for a worker
         exhausted = False
         outstanding = 0
 
@@ -85,11 +90,11 @@ class VerifyPool:
             nonlocal exhausted
             while not exhausted and len(queue) < self.batch * self.size * 2:
                 try:
-                    key, names, row, options = next(source)
+                    key, names, row, options, *timeout = next(source)
                 except StopIteration:
                     exhausted = True
                     return
-                queue.append((key, (names, row, options), 0))
+                queue.append((key, (names, row, options), 0, timeout[0] if timeout else None))
 
         while True:
             refill()
@@ -102,14 +107,14 @@ class VerifyPool:
             if not outstanding:
                 return
             busy = [w for w in self.workers if w.pending]
-            wait_for = max(0.0, min(w.since + self.timeout for w in busy) - time.monotonic())
+            wait_for = max(0.0, min(w.deadline(self.timeout) for w in busy) - time.monotonic())
             ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=wait_for))
             for worker in busy:
                 if worker.conn in ready or worker.process.sentinel in ready:
                     try:
                         while worker.pending and worker.conn.poll():
                             verdict = worker.conn.recv()
-                            key, _, _ = worker.pending.popleft()
+                            key, *_ = worker.pending.popleft()
                             worker.since = time.monotonic()
                             outstanding -= 1
                             yield key, verdict
@@ -118,18 +123,18 @@ class VerifyPool:
                     if worker.pending and not worker.process.is_alive():
                         # it died under its current row (killed from outside, out of memory, …)
                         outstanding -= len(worker.pending)
-                        (key, payload, attempt), *rest = worker.pending
+                        (key, payload, attempt, limit), *rest = worker.pending
                         self._replace(worker)
                         queue.extendleft(reversed(rest))
                         if attempt == 0:
                             self.stats["retried"] += 1
-                            queue.appendleft((key, payload, 1))
+                            queue.appendleft((key, payload, 1, limit))
                         else:
                             self.stats["crashed"] += 1
                             yield key, Verdict(False, "crashed")
-                elif worker.pending and time.monotonic() - worker.since >= self.timeout:
+                elif worker.pending and time.monotonic() >= worker.deadline(self.timeout):
                     outstanding -= len(worker.pending)
-                    (key, _, _), *rest = worker.pending
+                    (key, *_), *rest = worker.pending
                     self._replace(worker)
                     queue.extendleft(reversed(rest))
                     self.stats["timeout"] += 1

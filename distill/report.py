@@ -1,0 +1,189 @@
+"""The filter report: counts per reason and per source, pass rates, length percentiles, quota
+fill, and PNG histograms, all read back from the finished shards (so they match what is there).
+
+Reading is column by column, shard by shard: only small columns (source, reason, lengths, pass
+rate) are held, never the text.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from . import shards
+from .config import FilterConfig
+from .select import quota_rows
+
+REJECTED = "rejected"
+# reasons given after a row passed verification: it was right, but not kept
+AFTER_VERIFY = ("not_selected", "duplicate", "near_duplicate", "over_quota")
+PERCENTILES = (10, 50, 90, 99)
+COLUMNS = ["id", "source", "domain", "completion_tokens", "pass_rate", "verifier"]
+
+
+def _tokens(table) -> list[int]:
+    """Completion tokens, estimated from the text (4 characters a token) where a trace has none."""
+    import pyarrow.compute as pc
+
+    tokens = table.column("completion_tokens")
+    if tokens.null_count:
+        estimate = pc.divide(pc.utf8_length(table.column("completion")), 4)
+        tokens = pc.if_else(pc.is_null(tokens), pc.cast(estimate, tokens.type), tokens)
+    return tokens.to_pylist()
+
+
+def _read(folder: Path, extra: list[str]):
+    for path in shards.list_files(folder):
+        names = shards.open_file(path).schema_arrow.names
+        table = shards.read_file(path, [c for c in COLUMNS + extra + ["completion"] if c in names])
+        yield table, _tokens(table)
+
+
+def _percentiles(values: list[int]) -> dict:
+    import numpy as np
+
+    if not values:
+        return {"count": 0}
+    arr = np.asarray(values)
+    out = {"count": int(arr.size), "mean": round(float(arr.mean()), 1)}
+    out.update({f"p{p}": int(np.percentile(arr, p)) for p in PERCENTILES})
+    return out
+
+
+def build_report(stage: Path, cfg: FilterConfig | None = None) -> dict:
+    cfg = cfg or FilterConfig()
+    reasons: Counter = Counter()
+    by_source: dict[str, Counter] = defaultdict(Counter)
+    kept_by_source: Counter = Counter()
+    kept_by_group: Counter = Counter()
+    available: Counter = Counter()  # per quota group: rows that reached the quota step
+    contaminated: Counter = Counter()
+    problem_rate: dict[str, float] = {}
+    lengths: dict[str, list[int]] = {"kept": [], "rejected": []}
+    for table, tokens in _read(stage / shards.DATA, []):
+        cols = table.to_pydict()
+        lengths["kept"].extend(tokens)
+        kept_by_source.update(cols["source"])
+        kept_by_group.update(cols[cfg.quota_by])
+        available.update(cols[cfg.quota_by])
+        problem_rate.update(zip(cols["id"], cols["pass_rate"]))
+    for table, tokens in _read(stage / REJECTED, ["reject_reason"]):
+        cols = table.to_pydict()
+        lengths["rejected"].extend(tokens)
+        for i, reason in enumerate(cols["reject_reason"]):
+            reasons[reason] += 1
+            by_source[cols["source"][i]][reason] += 1
+            if reason == "over_quota":
+                available[cols[cfg.quota_by][i]] += 1
+            if reason == "contaminated":
+                contaminated[(cols["verifier"][i] or "").removeprefix("decontaminate:")] += 1
+            if cols["pass_rate"][i] is not None and reason != "contaminated":
+                problem_rate.setdefault(cols["id"][i], cols["pass_rate"][i])
+    kept, rejected = sum(kept_by_source.values()), sum(reasons.values())
+    sources = sorted(set(kept_by_source) | set(by_source))
+    report = {
+        "rows_in": kept + rejected,
+        "kept": kept,
+        "rejected": rejected,
+        "reasons": dict(reasons.most_common()),
+        "by_source": {},
+        "lengths": {k: _percentiles(v) for k, v in lengths.items()},
+        "problems": _problem_stats(problem_rate),
+        "contaminated": dict(contaminated.most_common()),
+    }
+    for s in sources:
+        rows_in = kept_by_source[s] + sum(by_source[s].values())
+        judged = rows_in - by_source[s]["contaminated"]
+        passed = kept_by_source[s] + sum(by_source[s][r] for r in AFTER_VERIFY)
+        report["by_source"][s] = {
+            "rows_in": rows_in,
+            "kept": kept_by_source[s],
+            "pass_rate": round(passed / judged, 4) if judged else None,
+            "reasons": dict(by_source[s].most_common()),
+        }
+    if cfg.quotas or cfg.target:
+        report["quotas"] = {
+            "by": cfg.quota_by,
+            "target": cfg.target,
+            "groups": {
+                g: {"wanted": quota_rows(cfg.quotas.get(g), cfg.target), "available": available[g],
+                    "kept": kept_by_group[g]}
+                for g in sorted(set(available) | set(cfg.quotas))
+            },
+        }
+    return report
+
+
+def _problem_stats(rates: dict[str, float]) -> dict:
+    if not rates:
+        return {"count": 0}
+    values = list(rates.values())
+    return {
+        "count": len(values),
+        "mean_pass_rate": round(sum(values) / len(values), 4),
+        "all_wrong": sum(v == 0 for v in values),
+        "all_right": sum(v == 1 for v in values),
+    }
+
+
+def write_plots(stage: Path) -> list[str]:
+    """PNG histograms of completion length (the reasoning is nearly all of it), kept vs rejected."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    kept = [t for _, tokens in _read(stage / shards.DATA, []) for t in tokens]
+    rejected = [t for _, tokens in _read(stage / REJECTED, []) for t in tokens]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    top = max(kept + rejected + [1])
+    bins = [top * i / 40 for i in range(41)]
+    ax.hist(rejected, bins=bins, alpha=0.6, label=f"rejected ({len(rejected)})", color="tab:red")
+    ax.hist(kept, bins=bins, alpha=0.6, label=f"kept ({len(kept)})", color="tab:green")
+    ax.set_title("Reasoning length: kept vs rejected")
+    ax.set_xlabel("completion tokens")
+    ax.set_ylabel("rows")
+    ax.legend()
+    fig.tight_layout()
+    path = stage / "lengths.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return [path.name]
+
+
+def print_report(report: dict) -> None:
+    from rich.table import Table
+
+    from .ui import console
+
+    total = max(report["rows_in"], 1)
+    table = Table(title="filter", show_edge=False)
+    table.add_column("")
+    table.add_column("rows", justify="right")
+    table.add_column("%", justify="right")
+    table.add_row("[bold]in", str(report["rows_in"]), "100.0")
+    table.add_row("[green]kept", str(report["kept"]), f"{100 * report['kept'] / total:.1f}")
+    for reason, count in report["reasons"].items():
+        table.add_row(f"[red]dropped: {reason}", str(count), f"{100 * count / total:.1f}")
+    console.print(table)
+    if len(report.get("by_source", {})) > 0:
+        sources = Table(title="by source", show_edge=False)
+        for name in ("source", "in", "kept", "pass rate", "top reason"):
+            sources.add_column(name, justify="left" if name in ("source", "top reason") else "right")
+        for name, s in report["by_source"].items():
+            rate = "-" if s["pass_rate"] is None else f"{100 * s['pass_rate']:.1f}%"
+            top = next(iter(s["reasons"]), "-")
+            sources.add_row(name, str(s["rows_in"]), str(s["kept"]), rate, top)
+        console.print(sources)
+    lengths = report.get("lengths", {})
+    if lengths:
+        lens = Table(title="completion tokens", show_edge=False)
+        for name in ("", "rows", "mean", *(f"p{p}" for p in PERCENTILES)):
+            lens.add_column(name, justify="right")
+        for name, stats in lengths.items():
+            if stats.get("count"):
+                lens.add_row(name, str(stats["count"]), str(stats["mean"]), *(str(stats[f"p{p}"]) for p in PERCENTILES))
+        console.print(lens)
+    for group, q in report.get("quotas", {}).get("groups", {}).items():
+        if q["wanted"] is not None and q["kept"] < q["wanted"]:
+            console.print(f"[yellow]quota {group}: {q['kept']} of {q['wanted']} wanted (only {q['available']} available)")

@@ -219,9 +219,9 @@ class FilterConfig:
         for group, value in self.quotas.items():
             ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
             _require(ok, f"quotas.{group}", value, "must be a row count, or a share of target below 1")
-            if isinstance(value, float) and value < 1:
-                _require(self.target is not None, f"quotas.{group}", value, "is a share of target: set filter.target")
-            else:
+            # (a share of the target needs a target: checked with the whole recipe, since
+            # `--set` overrides arrive one at a time)
+            if not (isinstance(value, float) and value < 1):
                 _require(float(value).is_integer(), f"quotas.{group}", value, "must be a whole row count")
 
 

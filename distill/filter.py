@@ -91,6 +91,9 @@ def check_config(recipe: Recipe) -> None:
     for name in cfg.verifiers:
         if name not in verify.VERIFIERS:
             raise ConfigError(f"filter.verifiers: unknown verifier '{name}' (known: {', '.join(verify.VERIFIERS)})")
+    for group, value in cfg.quotas.items():
+        if isinstance(value, float) and value < 1 and cfg.target is None:
+            raise ConfigError(f"filter.quotas.{group} is a share of target ({value}): set filter.target too")
     if cfg.near_dedup is not None:
         try:
             import datasketch  # noqa: F401

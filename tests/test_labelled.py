@@ -8,6 +8,7 @@ right, e.g. a power tower may be killed for time or judged wrong, but never kept
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -181,3 +182,40 @@ def test_require_think_spares_general_rows():
     rows = [L(KEEP, None, "Paris.", domain="general"), L("no_think", "4", r"\boxed{4}")]
     verdicts = _decide(rows, require_think=True)
     assert [KEEP if v.ok else v.reason for v in verdicts] == [KEEP, "no_think"]
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "math_cot_100_samples.jsonl").is_file(), reason="needs ../shared/data")
+def test_real_labelled_model_outputs_agree_with_their_graders(tmp_path):
+    """800 MATH responses and 5,276 GSM8K solutions with published correctness labels: the
+    filter must agree with them at least as often as a plain math-verify loop does (799, 5,276)."""
+    from helpers import write_traces
+
+    from distill.filter import run_filter
+    from distill.recipes import load_recipe
+
+    rows, labels = [], {}
+    for line in (SHARED / "math_cot_100_samples.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        rows.append({"id": r["id"], "sample_idx": int(r["sample_idx"]), "problem": r["problem"], "answer": r["answer"],
+                     "completion": r["response"], "source": "math_cot", "domain": "math", "finish_reason": "stop"})
+        labels[(r["id"], int(r["sample_idx"]))] = str(r["grader_correct"]) == "True"
+    for i, line in enumerate((SHARED / "gsm8k_model_solutions.jsonl").read_text().splitlines()):
+        r = json.loads(line)
+        rows.append({"id": f"{r['id']}/{r['model']}", "sample_idx": i, "problem": r["question"], "answer": r["answer"],
+                     "completion": r["solution"], "source": "gsm8k_solutions", "domain": "math", "finish_reason": "stop"})
+        labels[(rows[-1]["id"], i)] = str(r["is_correct"]) == "True"
+    src = write_traces(tmp_path / "in", [rows[s : s + 1000] for s in range(0, len(rows), 1000)])
+    recipe = load_recipe(None, ["filter.verifiers=[format,math]", "filter.dedup=false", "filter.timeout=5"])
+    run_filter(recipe, src, tmp_path / "out")
+    import pyarrow.dataset as pads
+
+    kept = {(r["id"], r["sample_idx"]) for r in
+            pads.dataset(tmp_path / "out" / "filtered" / "data", format="parquet").to_table(columns=["id", "sample_idx"]).to_pylist()}
+    agree = {"math_cot": 0, "gsm8k_solutions": 0}
+    for row in rows:
+        key = (row["id"], row["sample_idx"])
+        agree[row["source"]] += (key in kept) == labels[key]
+    assert agree["math_cot"] >= 799 and agree["gsm8k_solutions"] == 5276, agree

@@ -8,7 +8,8 @@ test × 4 models), repeated with fresh ids up to --rows, written as trace shards
 its own opening line, so no two responses are the same text (as in real traces, and so that
 math-verify's own caches cannot answer a repeat for free). The plain loop
 parses the gold answer and the response and verifies, one row at a time, in this process;
-distill filters the same shards with its default verifiers (format + math) in its worker pool.
+distill filters the same shards with its defaults (format, math, language, repetition, length
+verifiers and exact dedup; the others apply to other domains) in its worker pool.
 Prints rows/s of each, the ratio, rows/s per core, and how often each agrees with the labels.
 """
 

@@ -267,43 +267,43 @@ def _group_column(cfg: FilterConfig) -> str:
     return cfg.quota_by  # "domain" or "source": both are row columns
 
 
+NEAR, DUPLICATE = 1, 2  # decision codes in pass 2 (0: unique)
+REASONS = {NEAR: "near_duplicate", DUPLICATE: "duplicate"}
+
+
 def _scan(pass1: Path, n_files: int, cfg: FilterConfig):
-    """Dedup decisions per candidate (in file order) and the quota cut-offs. Holds one small
-    column set per file plus the 64-bit keys seen: flat in the size of the rows."""
+    """Dedup decisions per candidate (in file order) and the quota cut-offs. Holds a few bytes a
+    row (key, draw, decision code), never the rows: flat in the size of the data."""
     import numpy as np
 
-    seen: set[int] = set()
     near = NearDuplicates(cfg.near_dedup) if cfg.near_dedup is not None else None
     group = _group_column(cfg)
-    decisions: list[list[str | None]] = []
-    draws: dict[str, list] = defaultdict(list)
+    keys, values, codes, group_ids = [], [], [], []
+    names: dict[str, int] = {}
     for index in range(n_files):
         columns = ["_key", "id", group, "_draw"] + (["problem"] if near is not None else [])
         table = shards.read_file(pass1 / CANDIDATES / shards.shard_name(index), columns)
-        keys = table.column("_key").to_pylist()
-        ids = table.column("id").to_pylist()
-        problems = table.column("problem").to_pylist() if near is not None else None
-        groups = table.column(group).to_pylist()
-        values = table.column("_draw").to_numpy()
-        shard_decisions: list[str | None] = []
-        unique = np.zeros(len(keys), dtype=bool)
-        for j, key in enumerate(keys):
-            reason = None
-            if near is not None and near.check(ids[j], problems[j] or ""):
-                reason = "near_duplicate"
-            elif cfg.dedup and key in seen:
-                reason = "duplicate"
-            elif cfg.dedup:
-                seen.add(key)
-            shard_decisions.append(reason)
-            unique[j] = reason is None
-        decisions.append(shard_decisions)
-        for g in set(groups):
-            mask = unique & np.array([x == g for x in groups])
-            draws[str(g)].append(values[mask])
-    merged = {g: np.concatenate(v) for g, v in draws.items()}
-    caps, overall = cutoffs(merged, cfg.quotas, cfg.target)
-    return decisions, caps, overall
+        keys.append(table.column("_key").to_numpy())
+        values.append(table.column("_draw").to_numpy())
+        groups = [str(g) for g in table.column(group).to_pylist()]
+        group_ids.append(np.array([names.setdefault(g, len(names)) for g in groups], dtype=np.int32))
+        code = np.zeros(table.num_rows, dtype=np.uint8)
+        if near is not None:
+            ids, problems = table.column("id").to_pylist(), table.column("problem").to_pylist()
+            code[[near.check(i, p or "") for i, p in zip(ids, problems)]] = NEAR
+        codes.append(code)
+    sizes = [len(k) for k in keys]
+    all_codes = np.concatenate(codes) if codes else np.zeros(0, dtype=np.uint8)
+    if cfg.dedup and len(all_codes):
+        first = np.zeros(len(all_codes), dtype=bool)
+        first[np.unique(np.concatenate(keys), return_index=True)[1]] = True  # the earliest of each key stays
+        all_codes[(~first) & (all_codes == 0)] = DUPLICATE
+    del keys
+    unique = all_codes == 0
+    all_values, all_groups = np.concatenate(values), np.concatenate(group_ids)
+    draws = {g: all_values[unique & (all_groups == i)] for g, i in names.items()}
+    caps, overall = cutoffs(draws, cfg.quotas, cfg.target)
+    return np.split(all_codes, np.cumsum(sizes)[:-1]), caps, overall
 
 
 def _second_pass(stage: Path, n_files: int, cfg: FilterConfig) -> None:
@@ -316,7 +316,8 @@ def _second_pass(stage: Path, n_files: int, cfg: FilterConfig) -> None:
     for index in todo:
         rows = shards.read_file(pass1 / CANDIDATES / shards.shard_name(index)).to_pylist()
         kept, dropped = [], []
-        for row, reason in zip(rows, decisions[index]):
+        for row, code in zip(rows, decisions[index]):
+            reason = REASONS.get(int(code))
             cap = caps.get(str(row[group]))
             if reason is None and ((cap is not None and row["_draw"] > cap) or
                                    (overall is not None and row["_draw"] > overall)):

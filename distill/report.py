@@ -21,30 +21,39 @@ PERCENTILES = (10, 50, 90, 99)
 COLUMNS = ["id", "source", "domain", "completion_tokens", "pass_rate", "verifier"]
 
 
-def _tokens(table) -> list[int]:
-    """Completion tokens, estimated from the text (4 characters a token) where a trace has none."""
+def _read(path: Path, extra: list[str]):
+    """A shard's small columns, and its completion tokens as an int32 array (estimated from the
+    text, 4 characters a token, where a trace has no count: only then is the text read)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    tokens = table.column("completion_tokens")
+    if not path.is_file():
+        return None, None
+    names = shards.open_file(path).schema_arrow.names
+    table = shards.read_file(path, [c for c in COLUMNS + extra if c in names])
+    tokens = table.column("completion_tokens").cast(pa.int32())
     if tokens.null_count:
-        estimate = pc.divide(pc.utf8_length(table.column("completion")), 4)
-        tokens = pc.if_else(pc.is_null(tokens), pc.cast(estimate, tokens.type), tokens)
-    return tokens.to_pylist()
+        text = shards.read_file(path, ["completion"]).column("completion")
+        estimate = pc.cast(pc.divide(pc.utf8_length(text), 4), pa.int32())
+        tokens = pc.if_else(pc.is_null(tokens), estimate, tokens)
+    return table, tokens.to_numpy()
 
 
-def _read(folder: Path, extra: list[str]):
-    for path in shards.list_files(folder):
-        names = shards.open_file(path).schema_arrow.names
-        table = shards.read_file(path, [c for c in COLUMNS + extra + ["completion"] if c in names])
-        yield table, _tokens(table)
+def _pairs(stage: Path):
+    """(kept table, kept tokens, rejected table, rejected tokens) per output shard: a problem's
+    samples all sit in the same shard index, split between data/ and rejected/."""
+    names = sorted({p.name for p in shards.list_files(stage / shards.DATA)} |
+                   {p.name for p in shards.list_files(stage / REJECTED)})
+    for name in names:
+        yield (*_read(stage / shards.DATA / name, []), *_read(stage / REJECTED / name, ["reject_reason"]))
 
 
-def _percentiles(values: list[int]) -> dict:
+def _percentiles(chunks: list) -> dict:
     import numpy as np
 
-    if not values:
+    arr = np.concatenate(chunks) if chunks else np.zeros(0)
+    if not arr.size:
         return {"count": 0}
-    arr = np.asarray(values)
     out = {"count": int(arr.size), "mean": round(float(arr.mean()), 1)}
     out.update({f"p{p}": int(np.percentile(arr, p)) for p in PERCENTILES})
     return out
@@ -58,27 +67,31 @@ def build_report(stage: Path, cfg: FilterConfig | None = None) -> dict:
     kept_by_group: Counter = Counter()
     available: Counter = Counter()  # per quota group: rows that reached the quota step
     contaminated: Counter = Counter()
-    problem_rate: dict[str, float] = {}
-    lengths: dict[str, list[int]] = {"kept": [], "rejected": []}
-    for table, tokens in _read(stage / shards.DATA, []):
-        cols = table.to_pydict()
-        lengths["kept"].extend(tokens)
-        kept_by_source.update(cols["source"])
-        kept_by_group.update(cols[cfg.quota_by])
-        available.update(cols[cfg.quota_by])
-        problem_rate.update(zip(cols["id"], cols["pass_rate"]))
-    for table, tokens in _read(stage / REJECTED, ["reject_reason"]):
-        cols = table.to_pydict()
-        lengths["rejected"].extend(tokens)
-        for i, reason in enumerate(cols["reject_reason"]):
-            reasons[reason] += 1
-            by_source[cols["source"][i]][reason] += 1
-            if reason == "over_quota":
-                available[cols[cfg.quota_by][i]] += 1
-            if reason == "contaminated":
-                contaminated[(cols["verifier"][i] or "").removeprefix("decontaminate:")] += 1
-            if cols["pass_rate"][i] is not None and reason != "contaminated":
-                problem_rate.setdefault(cols["id"][i], cols["pass_rate"][i])
+    problems = Counter()  # count, rate_sum, all_wrong, all_right over problems (contaminated ones aside)
+    lengths: dict[str, list] = {"kept": [], "rejected": []}
+    for kept_table, kept_tokens, rej_table, rej_tokens in _pairs(stage):
+        rates: dict[str, float] = {}  # this shard's problems only
+        if kept_table is not None:
+            cols = kept_table.to_pydict()
+            lengths["kept"].append(kept_tokens)
+            kept_by_source.update(cols["source"])
+            kept_by_group.update(cols[cfg.quota_by])
+            available.update(cols[cfg.quota_by])
+            rates.update(zip(cols["id"], cols["pass_rate"]))
+        if rej_table is not None:
+            cols = rej_table.to_pydict()
+            lengths["rejected"].append(rej_tokens)
+            for i, reason in enumerate(cols["reject_reason"]):
+                reasons[reason] += 1
+                by_source[cols["source"][i]][reason] += 1
+                if reason == "over_quota":
+                    available[cols[cfg.quota_by][i]] += 1
+                if reason == "contaminated":
+                    contaminated[(cols["verifier"][i] or "").removeprefix("decontaminate:")] += 1
+                elif cols["pass_rate"][i] is not None:
+                    rates.setdefault(cols["id"][i], cols["pass_rate"][i])
+        for rate in rates.values():
+            problems.update({"count": 1, "rate_sum": rate, "all_wrong": rate == 0, "all_right": rate == 1})
     kept, rejected = sum(kept_by_source.values()), sum(reasons.values())
     sources = sorted(set(kept_by_source) | set(by_source))
     report = {
@@ -88,7 +101,7 @@ def build_report(stage: Path, cfg: FilterConfig | None = None) -> dict:
         "reasons": dict(reasons.most_common()),
         "by_source": {},
         "lengths": {k: _percentiles(v) for k, v in lengths.items()},
-        "problems": _problem_stats(problem_rate),
+        "problems": _problem_stats(problems),
         "contaminated": dict(contaminated.most_common()),
     }
     for s in sources:
@@ -114,15 +127,14 @@ def build_report(stage: Path, cfg: FilterConfig | None = None) -> dict:
     return report
 
 
-def _problem_stats(rates: dict[str, float]) -> dict:
-    if not rates:
+def _problem_stats(totals: Counter) -> dict:
+    if not totals["count"]:
         return {"count": 0}
-    values = list(rates.values())
     return {
-        "count": len(values),
-        "mean_pass_rate": round(sum(values) / len(values), 4),
-        "all_wrong": sum(v == 0 for v in values),
-        "all_right": sum(v == 1 for v in values),
+        "count": int(totals["count"]),
+        "mean_pass_rate": round(totals["rate_sum"] / totals["count"], 4),
+        "all_wrong": int(totals["all_wrong"]),
+        "all_right": int(totals["all_right"]),
     }
 
 
@@ -132,12 +144,17 @@ def write_plots(stage: Path) -> list[str]:
 
     matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    kept = [t for _, tokens in _read(stage / shards.DATA, []) for t in tokens]
-    rejected = [t for _, tokens in _read(stage / REJECTED, []) for t in tokens]
+    kept_chunks, rejected_chunks = [], []
+    for _, kept_tokens, _, rej_tokens in _pairs(stage):
+        kept_chunks += [kept_tokens] if kept_tokens is not None else []
+        rejected_chunks += [rej_tokens] if rej_tokens is not None else []
+    kept = np.concatenate(kept_chunks) if kept_chunks else np.zeros(0)
+    rejected = np.concatenate(rejected_chunks) if rejected_chunks else np.zeros(0)
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    top = max(kept + rejected + [1])
-    bins = [top * i / 40 for i in range(41)]
+    top = max(float(kept.max(initial=0)), float(rejected.max(initial=0)), 1.0)
+    bins = np.linspace(0, top, 41)
     ax.hist(rejected, bins=bins, alpha=0.6, label=f"rejected ({len(rejected)})", color="tab:red")
     ax.hist(kept, bins=bins, alpha=0.6, label=f"kept ({len(kept)})", color="tab:green")
     ax.set_title("Reasoning length: kept vs rejected")

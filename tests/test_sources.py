@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from helpers import run_cli, write_yaml
@@ -107,3 +108,21 @@ def test_unknown_generator_param():
     card = DatasetCard(name="a", generator="arithmetic", params={"cuont": 3})
     with pytest.raises(ConfigError, match="unknown generator param 'cuont'"):
         prompt_rows(DataSource(card=card))
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "math500.jsonl").is_file(), reason="needs ../shared/data")
+@pytest.mark.parametrize("card,file,rows,first_answer", [
+    ("math500", "math500.jsonl", 500, r"\left( 3, \frac{\pi}{2} \right)"),
+    ("aime24", "aime24.jsonl", 30, None),
+    ("amc23", "amc23.jsonl", 40, "27"),
+    ("gsm8k-test", "gsm8k_test.jsonl", 1319, "18"),
+])
+def test_benchmark_cards_read_the_local_copies(card, file, rows, first_answer):
+    got = prompt_rows(DataSource(card=load_card(DatasetCard, card), path=str(SHARED_DATA / file)))
+    assert len(got) == rows and all(r["problem"] and r["answer"] for r in got)
+    assert all(r["source"] == card and r["id"].startswith(card + "/") for r in got)
+    if first_answer is not None:
+        assert got[0]["answer"] == first_answer

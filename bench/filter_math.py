@@ -8,8 +8,10 @@ test × 4 models), repeated with fresh ids up to --rows, written as trace shards
 its own opening line, so no two responses are the same text (as in real traces, and so that
 math-verify's own caches cannot answer a repeat for free). The plain loop
 parses the gold answer and the response and verifies, one row at a time, in this process;
-distill filters the same shards with its defaults (format, math, language, repetition, length
-verifiers and exact dedup; the others apply to other domains) in its worker pool.
+distill filters the same shards in its worker pool: with `--checks math` (the default, the same
+work as the loop) the format and math verifiers and no dedup; with `--checks all` its defaults
+(format, math, language, repetition, length, exact dedup), which also drop rows the labels call
+correct: exact duplicate samples, and answers whose reasoning drifts into other scripts.
 Prints rows/s of each, the ratio, rows/s per core, and how often each agrees with the labels.
 """
 
@@ -68,11 +70,14 @@ def plain_loop(rows: list[dict]) -> tuple[float, list[bool]]:
     return time.perf_counter() - start, verdicts
 
 
-def ours(folder: Path, out: Path, workers: int) -> tuple[float, dict]:
+def ours(folder: Path, out: Path, workers: int, checks: str) -> tuple[float, dict]:
     from distill.filter import run_filter
     from distill.recipes import load_recipe
 
-    recipe = load_recipe(None, [f"filter.workers={workers}"])
+    sets = [f"filter.workers={workers}"]
+    if checks == "math":
+        sets += ["filter.verifiers=[format,math]", "filter.dedup=false"]
+    recipe = load_recipe(None, sets)
     start = time.perf_counter()
     run_filter(recipe, folder, out)
     seconds = time.perf_counter() - start
@@ -86,19 +91,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=20000)
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--checks", choices=["math", "all"], default="math")
     args = parser.parse_args()
     import logging
 
     logging.getLogger("math_verify").setLevel(logging.CRITICAL)
     with tempfile.TemporaryDirectory() as tmp:
         rows = write_traces(Path(tmp) / "traces", labelled_rows(), args.rows)
-        t_ours, kept = ours(Path(tmp) / "traces", Path(tmp) / "run", args.workers)
+        t_ours, kept = ours(Path(tmp) / "traces", Path(tmp) / "run", args.workers, args.checks)
         t_plain, verdicts = plain_loop(rows)
     cores = args.workers or os.cpu_count()
     agree_ours = sum((r["id"] in kept) == r["label"] for r in rows)
     agree_plain = sum(v == r["label"] for v, r in zip(verdicts, rows))
     result = {
-        "bench": "filter_math", "rows": len(rows), "cores": cores,
+        "bench": "filter_math", "rows": len(rows), "cores": cores, "checks": args.checks,
         "distill": {"seconds": round(t_ours, 1), "rows_per_s": round(len(rows) / t_ours, 1),
                     "rows_per_s_per_core": round(len(rows) / t_ours / cores, 1), "agrees_with_labels": agree_ours},
         "plain_loop": {"seconds": round(t_plain, 1), "rows_per_s": round(len(rows) / t_plain, 1),

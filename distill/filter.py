@@ -4,13 +4,15 @@ kept shards with `messages`, rejected shards with `reject_reason`, report.json (
 Two passes, both streaming shard by shard and both resumable:
 
 1. per input file (split over `--rank/--world-size`): decontaminate, verify, compute each
-   problem's pass rate, select samples per problem. Survivors go to `_pass1/candidates/`, the
-   rest to `_pass1/rejected/`, then the file is marked done in `_pass1/_done/`.
+   problem's pass rate, select samples per problem. Survivors go to `_pass1/candidates/` (their
+   dedup keys and quota draws to `_pass1/keys/`), the rest to `_pass1/rejected/`, then the file
+   is marked done in `_pass1/_done/`.
 2. once every file has passed (in whichever process finds that so): one scan of the candidates'
    small columns (dedup key, id, group, draw) in file order decides exact and near duplicates
    and the quota cut-offs; then each file's final `data/` and `rejected/` shards are written
-   and marked done. The decisions are deterministic, so a rerun after a kill writes the same
-   shards. `_pass1/` is removed once the stage is complete.
+   and marked done; a file that loses no row there is hard-linked, not rewritten. The
+   decisions are deterministic, so a rerun after a kill writes the same shards. `_pass1/` is
+   removed once the stage is complete.
 
 Samples of one problem are expected in one input file (as `distill generate` writes them):
 pass rates and per-problem selection are computed within a file.
@@ -39,12 +41,13 @@ STAGE = "filtered"
 REJECTED = "rejected"
 PASS1 = "_pass1"
 CANDIDATES = "candidates"
+KEYS = "keys"
 INPUTS = "_inputs.json"
 REQUIRED = ("id", "sample_idx", "problem", "completion")
 DEFAULTS = {"answer": None, "source": "unknown", "domain": "math", "finish_reason": None, "teacher": None,
             "prompt_tokens": None, "completion_tokens": None, "gen_config": None, "choices": None, "tests": None}
-# candidate rows carry their dedup key and their quota draw between the passes
-CANDIDATE = pa.schema(list(schema.FILTERED) + [("_key", pa.int64()), ("_draw", pa.int64())])
+# beside each candidate shard: every row's dedup key and quota draw, for the second pass
+KEY_SCHEMA = pa.schema([("_key", pa.int64()), ("_draw", pa.int64())])
 # filter settings that only change how fast it runs, not what it keeps
 OPTION_KEYS = ("require_think", "reject_truncated", "timeout", "language_threshold", "repetition_ngram",
                "repetition_threshold", "min_tokens", "max_tokens", "code_timeout", "code_memory_mb")
@@ -101,9 +104,8 @@ def check_config(recipe: Recipe) -> None:
             raise ConfigError("filter.near_dedup needs datasketch: pip install datasketch") from None
 
 
-# What isolated verifiers may read: the reasoning and the raw completion (the bulk of a row)
-# stay in the parent; only this crosses to the worker.
-PAYLOAD = ("id", "problem", "answer", "response", "domain", "choices", "tests", "finish_reason", "think")
+# What isolated verifiers may read; the raw completion and the rest of the row stay here.
+PAYLOAD = ("id", "problem", "answer", "reasoning", "response", "domain", "choices", "tests", "finish_reason", "think")
 
 
 def _payload(row: dict) -> dict:
@@ -166,7 +168,7 @@ def run_filter(recipe: Recipe, source: Path, out: Path, rank: int = 0, world_siz
         runfolder.claim(Path(out), recipe, "filter", started=True)
         return {"complete": True, **json.loads((stage / "report.json").read_text())}
     done1 = shards.forget_missing(
-        pass1, lambda i: [pass1 / CANDIDATES / shards.shard_name(i), pass1 / REJECTED / shards.shard_name(i)]
+        pass1, lambda i: [pass1 / folder / shards.shard_name(i) for folder in (CANDIDATES, KEYS, REJECTED)]
     )
     done2 = shards.forget_missing(
         stage, lambda i: [stage / shards.DATA / shards.shard_name(i), stage / REJECTED / shards.shard_name(i)]
@@ -248,13 +250,14 @@ def _filter_file(path: Path, index: int, pass1: Path, cfg: FilterConfig, options
         row["pass_rate"] = rate
         if kept:
             row["messages"] = messages_for(row)
-            row["_key"] = exact_key(row["problem"] or "", row["completion"] or "")
+            row["_key"] = exact_key(row["problem"] or "", row["completion"] or "") if cfg.dedup else 0
             row["_draw"] = draw(cfg.seed, row["id"], row["sample_idx"])
             candidates.append(row)
         else:
             row["reject_reason"] = verdict.reason if not verdict.ok else "not_selected"
             rejected.append(row)
-    shards.write_table(pass1 / CANDIDATES / shards.shard_name(index), schema.table(candidates, CANDIDATE))
+    shards.write_table(pass1 / CANDIDATES / shards.shard_name(index), schema.table(candidates, schema.FILTERED))
+    shards.write_table(pass1 / KEYS / shards.shard_name(index), schema.table(candidates, KEY_SCHEMA))
     shards.write_table(pass1 / REJECTED / shards.shard_name(index), schema.table(rejected, schema.REJECTED))
     shards.mark_done(pass1, index)
     console.print(f"  {path.name}: {len(candidates)} verified and selected, {len(rejected)} rejected")
@@ -281,10 +284,11 @@ def _scan(pass1: Path, n_files: int, cfg: FilterConfig):
     keys, values, codes, group_ids = [], [], [], []
     names: dict[str, int] = {}
     for index in range(n_files):
-        columns = ["_key", "id", group, "_draw"] + (["problem"] if near is not None else [])
+        columns = ["id", group] + (["problem"] if near is not None else [])
         table = shards.read_file(pass1 / CANDIDATES / shards.shard_name(index), columns)
-        keys.append(table.column("_key").to_numpy())
-        values.append(table.column("_draw").to_numpy())
+        numbers = shards.read_file(pass1 / KEYS / shards.shard_name(index))
+        keys.append(numbers.column("_key").to_numpy())
+        values.append(numbers.column("_draw").to_numpy())
         groups = [str(g) for g in table.column(group).to_pylist()]
         group_ids.append(np.array([names.setdefault(g, len(names)) for g in groups], dtype=np.int32))
         code = np.zeros(table.num_rows, dtype=np.uint8)
@@ -307,6 +311,8 @@ def _scan(pass1: Path, n_files: int, cfg: FilterConfig):
 
 
 def _second_pass(stage: Path, n_files: int, cfg: FilterConfig) -> None:
+    import numpy as np
+
     pass1 = stage / PASS1
     todo = [i for i in range(n_files) if i not in shards.done(stage)]
     if not todo:
@@ -314,21 +320,31 @@ def _second_pass(stage: Path, n_files: int, cfg: FilterConfig) -> None:
     decisions, caps, overall = _scan(pass1, n_files, cfg)
     group = _group_column(cfg)
     for index in todo:
-        rows = shards.read_file(pass1 / CANDIDATES / shards.shard_name(index)).to_pylist()
-        kept, dropped = [], []
-        for row, code in zip(rows, decisions[index]):
-            reason = REASONS.get(int(code))
-            cap = caps.get(str(row[group]))
-            if reason is None and ((cap is not None and row["_draw"] > cap) or
-                                   (overall is not None and row["_draw"] > overall)):
-                reason = "over_quota"
-            if reason is None:
-                kept.append(row)
-            else:
-                row["reject_reason"] = reason
-                dropped.append(row)
-        earlier = shards.read_file(pass1 / REJECTED / shards.shard_name(index))
-        rejected = pa.concat_tables([earlier, schema.table(dropped, schema.REJECTED)])
-        shards.write_table(stage / shards.DATA / shards.shard_name(index), schema.table(kept, schema.FILTERED))
-        shards.write_table(stage / REJECTED / shards.shard_name(index), rejected)
+        name = shards.shard_name(index)
+        codes = decisions[index]
+        draws = shards.read_file(pass1 / KEYS / name).column("_draw").to_numpy()
+        table = shards.read_file(pass1 / CANDIDATES / name, [group])
+        groups = np.array([str(g) for g in table.column(group).to_pylist()], dtype=object)
+        over = np.zeros(table.num_rows, dtype=bool)
+        for g, cap in caps.items():
+            if cap is not None:
+                over |= (groups == g) & (draws > cap)
+        if overall is not None:
+            over |= draws > overall
+        reason = np.where(codes == NEAR, REASONS[NEAR], np.where(codes == DUPLICATE, REASONS[DUPLICATE],
+                                                                  np.where(over, "over_quota", "")))
+        keep = reason == ""
+        if keep.all():  # nothing more goes: the first pass's files are the final ones
+            shards.link_file(pass1 / CANDIDATES / name, stage / shards.DATA / name)
+            shards.link_file(pass1 / REJECTED / name, stage / REJECTED / name)
+            shards.mark_done(stage, index)
+            continue
+        table = shards.read_file(pass1 / CANDIDATES / name)
+        kept = table.filter(pa.array(keep))
+        dropped = table.filter(pa.array(~keep))
+        dropped = dropped.append_column("reject_reason", pa.array(reason[~keep].tolist(), pa.string()))
+        earlier = shards.read_file(pass1 / REJECTED / name)
+        rejected = pa.concat_tables([earlier, dropped.select(schema.REJECTED.names).cast(schema.REJECTED)])
+        shards.write_table(stage / shards.DATA / name, kept)
+        shards.write_table(stage / REJECTED / name, rejected)
         shards.mark_done(stage, index)

@@ -50,6 +50,22 @@ def write_table(path: Path, table: pa.Table) -> None:
     _fsync_dir(path.parent)
 
 
+def link_file(source: Path, path: Path) -> None:
+    """Put an already written shard at `path` too, atomically, without copying it (a hard link;
+    a copy where the file system has none)."""
+    import shutil
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
 def write_json(path: Path, obj: object) -> None:
     """Write JSON atomically (temp file + rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)

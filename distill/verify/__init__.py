@@ -2,8 +2,9 @@
 
 `row` is a trace row plus `reasoning`, `response` and `think` (closed | unclosed | none) from
 splitting the completion at `</think>`; `options` is the filter section as a dict. Verifiers
-marked `isolated` run in killable worker processes (verify.pool); the others are cheap string
-checks that run inline.
+marked `isolated` run in killable worker processes (verify.pool): those that may hang or explode
+(math, choice, code), and those that read every character of the reasoning (language,
+repetition), so that they use every core. The others are cheap checks that run inline.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class Verdict:
 @dataclass(frozen=True)
 class Verifier:
     fn: Callable[[dict, dict], Verdict]
-    isolated: bool  # may hang or explode: run in a worker process with a hard time limit
+    isolated: bool  # run in a worker process with a hard time limit (may hang, or is heavy)
     domains: tuple[str, ...] | None  # rows it applies to; None: every row
 
 

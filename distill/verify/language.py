@@ -29,7 +29,9 @@ MIN_LETTERS = 20  # too few letters to say anything about a language
 def _patterns():
     import regex
 
-    return {name: regex.compile(p) for name, p in SCRIPTS.items()}
+    patterns = {name: regex.compile(p) for name, p in SCRIPTS.items()}
+    inner = "".join(p[1:-1] if p.startswith("[") else p for p in SCRIPTS.values())
+    return patterns, regex.compile(f"[{inner}]")  # the second: a letter of any of them
 
 
 _NOT_LANGUAGE = re.compile(r"\\[A-Za-z]+|\b[A-Za-z]\b")
@@ -37,25 +39,31 @@ _NOT_LANGUAGE = re.compile(r"\\[A-Za-z]+|\b[A-Za-z]\b")
 
 def script_counts(text: str) -> dict[str, int]:
     text = _NOT_LANGUAGE.sub(" ", text)
-    return {name: len(p.findall(text)) for name, p in _patterns().items()}
+    return {name: len(p.findall(text)) for name, p in _patterns()[0].items()}
 
 
+@lru_cache(maxsize=4096)  # a problem comes with n samples
 def dominant_script(text: str) -> str | None:
     counts = script_counts(text)
     name, count = max(counts.items(), key=lambda kv: kv[1])
     return name if count else None
 
 
-@register("language", isolated=False)
+def foreign_share(text: str, script: str) -> tuple[float, int]:
+    """Share of the letters of `text` not in `script`, and how many letters there are (two
+    passes over the text, not one per script)."""
+    patterns, any_letter = _patterns()
+    text = _NOT_LANGUAGE.sub(" ", text)
+    total = len(any_letter.findall(text))
+    return ((total - len(patterns[script].findall(text))) / total if total else 0.0), total
+
+
+@register("language", isolated=True)  # linear, but it reads every letter: in parallel
 def check_language(row: dict, options: dict) -> Verdict:
     prompt = dominant_script(row.get("problem") or "")
     if prompt is None:
         return Verdict(True)
-    counts = script_counts(f"{row.get('reasoning') or ''}\n{row.get('response') or ''}")
-    total = sum(counts.values())
-    if total < MIN_LETTERS:
-        return Verdict(True)
-    foreign = (total - counts[prompt]) / total
-    if foreign > options.get("language_threshold", 0.05):
+    foreign, letters = foreign_share(f"{row.get('reasoning') or ''}\n{row.get('response') or ''}", prompt)
+    if letters >= MIN_LETTERS and foreign > options.get("language_threshold", 0.05):
         return Verdict(False, "language_mixing")
     return Verdict(True)

@@ -25,6 +25,7 @@ from typing import Any
 from . import Verdict
 
 _WORKER_MODULE = "distill.verify.worker"
+SETTLE = 0.002  # seconds
 
 
 def _serve(conn) -> None:
@@ -109,6 +110,11 @@ class VerifyPool:
             busy = [w for w in self.workers if w.pending]
             wait_for = max(0.0, min(w.deadline(self.timeout) for w in busy) - time.monotonic())
             ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=wait_for))
+            if ready and wait_for > 2 * SETTLE:
+                # let a few more verdicts arrive before draining: one wake-up per handful of rows
+                # instead of one per row leaves the cores to the workers (each has rows queued)
+                time.sleep(SETTLE)
+                ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=0))
             for worker in busy:
                 if worker.conn in ready or worker.process.sentinel in ready:
                     try:

@@ -18,7 +18,7 @@ def repeated_share(text: str, n: int) -> float:
     return 1.0 - len(set(grams)) / len(grams)
 
 
-@register("repetition", isolated=False)
+@register("repetition", isolated=True)  # reads every word: in parallel
 def check_repetition(row: dict, options: dict) -> Verdict:
     text = f"{row.get('reasoning') or ''}\n{row.get('response') or ''}"
     if repeated_share(text, options.get("repetition_ngram", 10)) > options.get("repetition_threshold", 0.2):

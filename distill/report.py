@@ -138,27 +138,41 @@ def _problem_stats(totals: Counter) -> dict:
     }
 
 
+def _reasoning_tokens(path: Path):
+    """Reasoning length in tokens per row: the completion's tokens times the reasoning's share of
+    its characters (all of it without a <think> block). Text columns are read a shard at a time."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    if not path.is_file():
+        return np.zeros(0)
+    _, tokens = _read(path, [])
+    table = shards.read_file(path, ["reasoning", "completion"])
+    completion = pc.fill_null(pc.utf8_length(table.column("completion")), 0)
+    # no <think> block: the whole completion is the chain of thought
+    reasoning = pc.coalesce(pc.utf8_length(table.column("reasoning")), completion)
+    return np.round(tokens * reasoning.to_numpy() / np.maximum(completion.to_numpy(), 1))
+
+
 def write_plots(stage: Path) -> list[str]:
-    """PNG histograms of completion length (the reasoning is nearly all of it), kept vs rejected."""
+    """A PNG histogram of reasoning length, kept vs rejected."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
     import numpy as np
 
-    kept_chunks, rejected_chunks = [], []
-    for _, kept_tokens, _, rej_tokens in _pairs(stage):
-        kept_chunks += [kept_tokens] if kept_tokens is not None else []
-        rejected_chunks += [rej_tokens] if rej_tokens is not None else []
-    kept = np.concatenate(kept_chunks) if kept_chunks else np.zeros(0)
-    rejected = np.concatenate(rejected_chunks) if rejected_chunks else np.zeros(0)
+    names = sorted({p.name for p in shards.list_files(stage / shards.DATA)} |
+                   {p.name for p in shards.list_files(stage / REJECTED)})
+    kept = np.concatenate([np.zeros(0)] + [_reasoning_tokens(stage / shards.DATA / n) for n in names])
+    rejected = np.concatenate([np.zeros(0)] + [_reasoning_tokens(stage / REJECTED / n) for n in names])
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     top = max(float(kept.max(initial=0)), float(rejected.max(initial=0)), 1.0)
     bins = np.linspace(0, top, 41)
     ax.hist(rejected, bins=bins, alpha=0.6, label=f"rejected ({len(rejected)})", color="tab:red")
     ax.hist(kept, bins=bins, alpha=0.6, label=f"kept ({len(kept)})", color="tab:green")
     ax.set_title("Reasoning length: kept vs rejected")
-    ax.set_xlabel("completion tokens")
+    ax.set_xlabel("reasoning tokens (estimated from the completion's count)")
     ax.set_ylabel("rows")
     ax.legend()
     fig.tight_layout()

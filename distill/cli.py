@@ -117,7 +117,8 @@ def filter_(
             print_report(result)
             console.print(f"filtered: {result['kept']} rows in {out / 'filtered' / 'data'}")
         else:
-            console.print(f"filtered: {result['files_done']}/{result['files']} files done (other ranks pending)")
+            why = "another rank is writing the final shards" if result.get("finishing_elsewhere") else "other ranks pending"
+            console.print(f"filtered: {result['files_done']}/{result['files']} files done ({why})")
 
     _guard(body)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import defaultdict
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -166,7 +167,7 @@ def run_filter(recipe: Recipe, source: Path, out: Path, rank: int = 0, world_siz
     pass1 = stage / PASS1
     if shards.is_complete(stage):
         runfolder.claim(Path(out), recipe, "filter", started=True)
-        return {"complete": True, **json.loads((stage / "report.json").read_text())}
+        return _finished(stage)
     done1 = shards.forget_missing(
         pass1, lambda i: [pass1 / folder / shards.shard_name(i) for folder in (CANDIDATES, KEYS, REJECTED)]
     )
@@ -185,17 +186,47 @@ def run_filter(recipe: Recipe, source: Path, out: Path, rank: int = 0, world_siz
         _first_pass(files, todo, pass1, cfg)
     everything = set(range(len(files)))
     if not everything <= shards.done(pass1):
+        if shards.is_complete(stage):  # another rank finished the stage meanwhile
+            return _finished(stage)
         return {"complete": False, "files": len(files), "files_done": len(shards.done(pass1))}
-    _second_pass(stage, len(files), cfg)
-    report = build_report(stage, cfg)
-    report["plots"] = write_plots(stage)
-    shards.write_json(stage / "report.json", report)
-    shards.write_card(stage, "distill filtered traces", {"default": shards.DATA, "rejected": REJECTED},
-                      f"{report['kept']} of {report['rows_in']} rows kept; see report.json.")
-    shards.write_json(stage / shards.MANIFEST, {"stage": "filter", "inputs": [str(f) for f in files],
-                                                "counts": {k: report[k] for k in ("rows_in", "kept", "rejected")}})
-    shutil.rmtree(pass1, ignore_errors=True)  # everything in it is in data/ and rejected/ now
+    with _exclusive(stage / "_pass2.lock") as mine:
+        if not mine:  # several ranks finished pass 1 at once: one of them writes pass 2
+            return {"complete": False, "files": len(files), "files_done": len(files), "finishing_elsewhere": True}
+        if shards.is_complete(stage):
+            return _finished(stage)
+        _second_pass(stage, len(files), cfg)
+        report = build_report(stage, cfg)
+        report["plots"] = write_plots(stage)
+        shards.write_json(stage / "report.json", report)
+        shards.write_card(stage, "distill filtered traces", {"default": shards.DATA, "rejected": REJECTED},
+                          f"{report['kept']} of {report['rows_in']} rows kept; see report.json.")
+        shards.write_json(stage / shards.MANIFEST, {"stage": "filter", "inputs": [str(f) for f in files],
+                                                    "counts": {k: report[k] for k in ("rows_in", "kept", "rejected")}})
+        shutil.rmtree(pass1, ignore_errors=True)  # everything in it is in data/ and rejected/ now
     return {"complete": True, **report}
+
+
+def _finished(stage: Path) -> dict:
+    return {"complete": True, **json.loads((stage / "report.json").read_text())}
+
+
+@contextmanager
+def _exclusive(path: Path):
+    """An advisory lock held while this process finishes the stage; released when it exits,
+    however it exits, so a killed finisher never blocks the rerun."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _claim_inputs(stage: Path, data: Path, files: list[Path], started: bool) -> None:

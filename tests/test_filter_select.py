@@ -238,3 +238,20 @@ def test_pass1_folder_is_unused_after_completion(tmp_path):
     src = _mixture(tmp_path)
     run_filter(recipe(), src, tmp_path / "o")
     assert not (tmp_path / "o" / "filtered" / filter_mod.PASS1).exists()
+
+
+def test_only_one_process_writes_the_second_pass(tmp_path):
+    import fcntl
+
+    src = _mixture(tmp_path)
+    stage = tmp_path / "o" / "filtered"
+    stage.mkdir(parents=True)
+    with open(stage / "_pass2.lock", "a") as held:  # as if another rank were finishing
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = run_filter(recipe(), src, tmp_path / "o")
+        assert result == {"complete": False, "files": 4, "files_done": 4, "finishing_elsewhere": True}
+        assert not (stage / "manifest.json").exists()
+    result = run_filter(recipe(), src, tmp_path / "o")  # the lock is free again
+    assert result["complete"] and result["kept"] == 120
+    # a late rank that finds pass 1 gone and the stage complete reports it complete
+    assert run_filter(recipe(), src, tmp_path / "o", rank=1, world_size=2)["kept"] == 120

@@ -141,6 +141,7 @@ class DataSource:
     path: str | None = None
     split: str | None = None
     limit: int | None = None
+    columns: ColumnMap | None = None  # for a local file laid out unlike the card's hub copy
 
     def __post_init__(self) -> None:
         _require(self.limit is None or self.limit >= 1, "limit", self.limit, "must be at least 1")

@@ -75,14 +75,55 @@ def messages_for(row: dict) -> list[dict]:
     return prompt + [{"role": "assistant", "content": assistant_content(row["reasoning"], row["response"])}]
 
 
-def _read_traces(path: Path) -> list[dict]:
-    table = shards.read_file(path)
-    missing = [c for c in REQUIRED if c not in table.column_names]
+def _check_columns(path: Path, names: list[str]) -> None:
+    missing = [c for c in REQUIRED if c not in names]
     if missing:
         raise UserError(
             f"{path}: missing column '{missing[0]}'; trace shards need at least {', '.join(REQUIRED)}"
         )
-    rows = table.to_pylist()
+
+
+def _text(value):
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # an answer column read as numbers: 27.0 is "27"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)  # e.g. `tests` stored as a struct
+    return str(value)
+
+
+def _conform(table: pa.Table, path: Path) -> pa.Table:
+    """Traces from elsewhere come with their own column types (a numeric `answer`, `tests` as a
+    struct, `choices` as a JSON string, token counts as text): bring them to the trace schema, or
+    name the column that cannot be."""
+    for field in schema.TRACE:
+        if field.name not in table.column_names:
+            continue
+        column = table.column(field.name)
+        if column.type == field.type or (pa.types.is_integer(field.type) and pa.types.is_integer(column.type)):
+            continue
+        values = column.to_pylist()
+        try:
+            if pa.types.is_integer(field.type):
+                values = [None if v is None else int(str(v).strip()) if isinstance(v, str) else int(v) for v in values]
+            elif pa.types.is_list(field.type):
+                values = [json.loads(v) if isinstance(v, str) else v for v in values]
+                values = [None if v is None else [_text(x) for x in v] for v in values]
+            else:
+                values = [_text(v) for v in values]
+            array = pa.array(values, field.type)
+        except (ValueError, TypeError, pa.ArrowException):
+            want = {"int32": "whole numbers", "string": "text"}.get(str(field.type), "a list of strings")
+            raise UserError(f"{path}: column '{field.name}' must hold {want} (has {column.type})") from None
+        table = table.set_column(table.column_names.index(field.name), field.name, array)
+    return table
+
+
+def _read_traces(path: Path) -> list[dict]:
+    table = shards.read_file(path)
+    _check_columns(path, table.column_names)
+    rows = _conform(table, path).to_pylist()
     for row in rows:
         for key, default in DEFAULTS.items():
             row.setdefault(key, default)
@@ -98,6 +139,10 @@ def check_config(recipe: Recipe) -> None:
     for group, value in cfg.quotas.items():
         if isinstance(value, float) and value < 1 and cfg.target is None:
             raise ConfigError(f"filter.quotas.{group} is a share of target ({value}): set filter.target too")
+    for i, source in enumerate(cfg.decontaminate):
+        path = source.path or source.card.path
+        if path and not Path(path).expanduser().is_file():
+            raise ConfigError(f"filter.decontaminate.{i}: {path}: no such file (benchmark '{source.card.name}')")
     if cfg.near_dedup is not None:
         try:
             import datasketch  # noqa: F401
@@ -159,15 +204,21 @@ def run_filter(recipe: Recipe, source: Path, out: Path, rank: int = 0, world_siz
     """Verify and select the traces in `source`; write `out/filtered` (kept, rejected, report)."""
     cfg = recipe.filter
     check_config(recipe)
+    runfolder.check_scale_out(rank, world_size)
     data = shards.input_folder(source, "traces", "generate")
     files = shards.list_files(data)
     if not files:
         raise UserError(f"{data}: no Parquet files to filter")
+    for f in files:  # every input readable, with the columns a trace needs, before any work
+        _check_columns(f, shards.open_file(f).schema_arrow.names)
     stage = Path(out) / STAGE
     pass1 = stage / PASS1
     if shards.is_complete(stage):
         runfolder.claim(Path(out), recipe, "filter", started=True)
+        _claim_inputs(stage, data, files, started=True)
         return _finished(stage)
+    # the benchmarks load (hub or file) before anything is written, so a bad one costs nothing
+    contamination = load_contamination(cfg.decontaminate, cfg.decontaminate_ngram)
     done1 = shards.forget_missing(
         pass1, lambda i: [pass1 / folder / shards.shard_name(i) for folder in (CANDIDATES, KEYS, REJECTED)]
     )
@@ -183,7 +234,7 @@ def run_filter(recipe: Recipe, source: Path, out: Path, rank: int = 0, world_siz
     if todo:
         console.print(f"filter: {plural(len(files), 'trace file')} ({len(files) - len(todo)} done or elsewhere) "
                       f"with {', '.join(cfg.verifiers)}")
-        _first_pass(files, todo, pass1, cfg)
+        _first_pass(files, todo, pass1, cfg, contamination)
     everything = set(range(len(files)))
     if not everything <= shards.done(pass1):
         if shards.is_complete(stage):  # another rank finished the stage meanwhile
@@ -203,6 +254,7 @@ def run_filter(recipe: Recipe, source: Path, out: Path, rank: int = 0, world_siz
         shards.write_json(stage / shards.MANIFEST, {"stage": "filter", "inputs": [str(f) for f in files],
                                                     "counts": {k: report[k] for k in ("rows_in", "kept", "rejected")}})
         shutil.rmtree(pass1, ignore_errors=True)  # everything in it is in data/ and rejected/ now
+        (stage / "_pass2.lock").unlink(missing_ok=True)
     return {"complete": True, **report}
 
 
@@ -230,20 +282,21 @@ def _exclusive(path: Path):
 
 
 def _claim_inputs(stage: Path, data: Path, files: list[Path], started: bool) -> None:
-    """Output shard i belongs to input file i: the input list may not change under a resume."""
+    """Output shard i belongs to input file i: the inputs (names and sizes) may not change under
+    a resume, nor may a finished stage be taken for the filtering of other traces."""
     path = stage / INPUTS
-    names = [str(f.relative_to(data)) if f != data else f.name for f in files]
-    if started and path.is_file() and json.loads(path.read_text()) != names:
-        raise UserError(f"{stage}: the input trace files changed since this filter run started; use a new --out")
-    shards.write_json(path, names)
+    inputs = [[str(f.relative_to(data)) if f != data else f.name, f.stat().st_size] for f in files]
+    if started and path.is_file() and json.loads(path.read_text()) != inputs:
+        raise UserError(f"{stage}: filtered other trace files than {data} (or they changed since); use a new --out")
+    if not path.is_file() or not started:
+        shards.write_json(path, inputs)
 
 
 # ---------------------------------------------------------------- pass 1: per file
 
 
-def _first_pass(files: list[Path], todo: list[int], pass1: Path, cfg: FilterConfig) -> None:
+def _first_pass(files: list[Path], todo: list[int], pass1: Path, cfg: FilterConfig, contamination) -> None:
     options = {k: getattr(cfg, k) for k in OPTION_KEYS}
-    contamination = load_contamination(cfg.decontaminate, cfg.decontaminate_ngram)
     if contamination is not None:
         console.print(f"  decontaminating against {plural(contamination.problems, 'benchmark problem')} "
                       f"({', '.join(s.card.name for s in cfg.decontaminate)}), {cfg.decontaminate_ngram}-grams")

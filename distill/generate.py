@@ -36,13 +36,6 @@ def settings_for(recipe: Recipe) -> backends.GenSettings:
     )
 
 
-def check_scale_out(rank: int, world_size: int) -> None:
-    if world_size < 1:
-        raise ConfigError(f"--world-size must be at least 1, got {world_size}")
-    if not 0 <= rank < world_size:
-        raise ConfigError(f"--rank must be in 0..{world_size - 1} for --world-size {world_size}, got {rank}")
-
-
 def _check_done_shard(folder: Path, index: int, expected: list[str], gen_config: str) -> None:
     """A done shard must hold the plan's prompts and this run's generation config."""
     path = folder / shards.shard_name(index)
@@ -62,7 +55,7 @@ def _check_done_shard(folder: Path, index: int, expected: list[str], gen_config:
 
 def run_generate(recipe: Recipe, out: Path, rank: int = 0, world_size: int = 1) -> dict:
     """Generate the traces of `recipe` into `out/traces`; resumable, shard by shard."""
-    check_scale_out(rank, world_size)
+    runfolder.check_scale_out(rank, world_size)
     settings = settings_for(recipe)
     prompts = load_prompts(recipe.data, recipe.generate.limit)
     stage = Path(out) / STAGE

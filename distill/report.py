@@ -13,6 +13,7 @@ from pathlib import Path
 from . import shards
 from .config import FilterConfig
 from .select import quota_rows
+from .verify.format import NON_REASONING
 
 REJECTED = "rejected"
 # reasons given after a row passed verification: it was right, but not kept
@@ -68,6 +69,7 @@ def build_report(stage: Path, cfg: FilterConfig | None = None) -> dict:
     available: Counter = Counter()  # per quota group: rows that reached the quota step
     contaminated: Counter = Counter()
     problems = Counter()  # count, rate_sum, all_wrong, all_right over problems (contaminated ones aside)
+    unverified: Counter = Counter()  # kept rows of a domain no answer verifier covered
     lengths: dict[str, list] = {"kept": [], "rejected": []}
     for kept_table, kept_tokens, rej_table, rej_tokens in _pairs(stage):
         rates: dict[str, float] = {}  # this shard's problems only
@@ -78,6 +80,9 @@ def build_report(stage: Path, cfg: FilterConfig | None = None) -> dict:
             kept_by_group.update(cols[cfg.quota_by])
             available.update(cols[cfg.quota_by])
             rates.update(zip(cols["id"], cols["pass_rate"]))
+            for domain, ran in zip(cols["domain"], cols["verifier"]):
+                if domain not in NON_REASONING and not set((ran or "").split(",")) & _answer_verifiers():
+                    unverified[domain] += 1
         if rej_table is not None:
             cols = rej_table.to_pydict()
             lengths["rejected"].append(rej_tokens)
@@ -103,6 +108,7 @@ def build_report(stage: Path, cfg: FilterConfig | None = None) -> dict:
         "lengths": {k: _percentiles(v) for k, v in lengths.items()},
         "problems": _problem_stats(problems),
         "contaminated": dict(contaminated.most_common()),
+        "unverified": dict(unverified.most_common()),
     }
     for s in sources:
         rows_in = kept_by_source[s] + sum(by_source[s].values())
@@ -125,6 +131,13 @@ def build_report(stage: Path, cfg: FilterConfig | None = None) -> dict:
             },
         }
     return report
+
+
+def _answer_verifiers() -> set[str]:
+    """The verifiers that check an answer (math, choice, code): those bound to domains."""
+    from . import verify
+
+    return {name for name, v in verify.VERIFIERS.items() if v.domains is not None}
 
 
 def _problem_stats(totals: Counter) -> dict:
@@ -215,6 +228,16 @@ def print_report(report: dict) -> None:
             if stats.get("count"):
                 lens.add_row(name, str(stats["count"]), str(stats["mean"]), *(str(stats[f"p{p}"]) for p in PERCENTILES))
         console.print(lens)
+    if report.get("contaminated"):
+        console.print("contaminated: " + ", ".join(f"{name} {count}" for name, count in report["contaminated"].items()))
     for group, q in report.get("quotas", {}).get("groups", {}).items():
         if q["wanted"] is not None and q["kept"] < q["wanted"]:
-            console.print(f"[yellow]quota {group}: {q['kept']} of {q['wanted']} wanted (only {q['available']} available)")
+            why = f"only {q['available']} available" if q["available"] < q["wanted"] else "cut by filter.target"
+            console.print(f"[yellow]quota {group}: {q['kept']} of {q['wanted']} wanted ({why})")
+    if report.get("unverified"):
+        from . import verify
+
+        covers = ", ".join(f"{n} → {'/'.join(v.domains)}" for n, v in verify.VERIFIERS.items() if v.domains)
+        for domain, count in report["unverified"].items():
+            console.print(f"[yellow]warning: {count} kept rows of domain '{domain}' were checked by no answer "
+                          f"verifier (answer verifiers by domain: {covers}; see filter.verifiers)")

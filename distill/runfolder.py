@@ -86,3 +86,10 @@ def _write(path: Path, data: dict) -> None:
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
     tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100))
     os.replace(tmp, path)
+
+
+def check_scale_out(rank: int, world_size: int) -> None:
+    if world_size < 1:
+        raise ConfigError(f"--world-size must be at least 1, got {world_size}")
+    if not 0 <= rank < world_size:
+        raise ConfigError(f"--rank must be in 0..{world_size - 1} for --world-size {world_size}, got {rank}")

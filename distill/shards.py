@@ -151,6 +151,8 @@ def input_folder(path: Path, stage: str, command: str) -> Path:
     if not path.exists():
         raise UserError(f"{path}: no such folder")
     folder = path / stage if (path / stage).is_dir() else path
+    if folder == path and (path / "recipe.resolved.yaml").is_file():
+        raise UserError(f"{path}: a run folder without {stage}/; run `distill {command}` into it first")
     if (folder / DONE).is_dir() and not is_complete(folder):
         raise UserError(
             f"{folder}: not finished ({len(done(folder))} shards done, no manifest); "
@@ -179,8 +181,8 @@ def open_file(path: Path) -> pq.ParquetFile:
         return pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as e:
         raise UserError(
-            f"{path}: not a readable Parquet shard ({str(e).splitlines()[0]}); "
-            "delete it and rerun the stage that wrote it"
+            f"{path}: not a readable Parquet file ({str(e).splitlines()[0]}); "
+            "replace it (or delete it and rerun the stage that wrote it)"
         ) from None
 
 

@@ -73,7 +73,8 @@ def _loaded(card: DatasetCard, path: str | None, split: str) -> tuple[list[dict]
     except Exception as e:  # noqa: BLE001 - offline, gated, missing: all the same to the user
         raise UserError(
             f"cannot load '{card.hub}' from the hub ({type(e).__name__}: {str(e).splitlines()[0][:160]}); "
-            f"give a local file with --set data.N.path=FILE (dataset card '{card.name}')"
+            f"give a local file: `path: FILE` beside `card: {card.name}` in the recipe "
+            f"(e.g. --set data.N.path=FILE)"
         ) from None
     return ds.to_list(), card.hub
 
@@ -81,7 +82,7 @@ def _loaded(card: DatasetCard, path: str | None, split: str) -> tuple[list[dict]
 def prompt_rows(source: DataSource) -> list[dict]:
     """The prompt rows of one recipe data source, with stable ids and gold answers."""
     card = source.card
-    cols = card.columns
+    cols = source.columns or card.columns
     if card.generator and not source.path:
         raw, origin = _generated(card), f"generator '{card.generator}'"
         cols = type(cols)(problem="problem", answer="answer", id="id")
@@ -93,7 +94,7 @@ def prompt_rows(source: DataSource) -> list[dict]:
             if want is not None and want not in raw[0]:
                 raise UserError(
                     f"{origin}: no column '{want}' (has: {', '.join(have)}); "
-                    f"map it under `columns:` in dataset card '{card.name}'"
+                    f"map it with `columns: {{problem: …, answer: …}}` beside `card: {card.name}` in the recipe"
                 )
     pattern = re.compile(card.answer_pattern) if card.answer_pattern else None
     rows, seen = [], set()

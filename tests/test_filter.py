@@ -122,7 +122,7 @@ def test_cli_errors_are_one_line(tmp_path):
     shard.write_bytes(shard.read_bytes()[:200])
     result = run_cli("filter", folder, "--out", tmp_path / "o")
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
-    assert "shard-00000.parquet: not a readable Parquet shard" in result.stderr
+    assert "shard-00000.parquet: not a readable Parquet file" in result.stderr
     # missing column
     import pyarrow as pa
 

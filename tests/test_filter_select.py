@@ -255,3 +255,96 @@ def test_only_one_process_writes_the_second_pass(tmp_path):
     assert result["complete"] and result["kept"] == 120
     # a late rank that finds pass 1 gone and the stage complete reports it complete
     assert run_filter(recipe(), src, tmp_path / "o", rank=1, world_size=2)["kept"] == 120
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--world-size", "0"], "--world-size must be at least 1, got 0"),
+    (["--rank", "2", "--world-size", "2"], "--rank must be in 0..1 for --world-size 2, got 2"),
+    (["--rank", "-1", "--world-size", "2"], "--rank must be in 0..1 for --world-size 2, got -1"),
+])
+def test_bad_rank_options_are_one_line(tmp_path, args, message):
+    src = write_traces(tmp_path / "in", [[trace("a", "1", RIGHT.format(1))]])
+    result = run_cli("filter", src, "--out", tmp_path / "o", *args)
+    assert result.returncode == 2 and result.stderr.strip() == f"error: {message}"
+
+
+def test_traces_from_elsewhere_with_their_own_column_types(tmp_path):
+    import pyarrow as pa
+
+    table = pa.table({
+        "id": ["q1", "q2", "q3"], "sample_idx": ["0", "0", "1"], "problem": ["1+1?", "Pick.", "2+2?"],
+        "answer": [2, None, 4], "domain": ["math", "science", "math"], "completion": [RIGHT.format(2), RIGHT.format("B"), RIGHT.format(5)],
+        "completion_tokens": ["12", "7", None], "choices": [None, '["red", "blue"]', None],
+        "tests": [None, None, None],
+    })
+    shards.write_table(tmp_path / "in" / "t.parquet", table)
+    table2 = table.set_column(3, "answer", pa.array([2, 2, 4]))
+    result = run_filter(recipe(), tmp_path / "in", tmp_path / "o")
+    assert sorted(r["id"] for r in kept(tmp_path / "o")) == ["q1"]
+    assert rejected(tmp_path / "o") == {("q2", 0): "no_gold", ("q3", 1): "wrong_answer"}
+    assert result["rows_in"] == 3 and table2.num_rows == 3
+    bad = table.set_column(1, "sample_idx", pa.array(["zero", "0", "1"]))
+    shards.write_table(tmp_path / "bad" / "t.parquet", bad)
+    out = run_cli("filter", tmp_path / "bad", "--out", tmp_path / "o2")
+    assert out.returncode == 1 and "column 'sample_idx' must hold whole numbers" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_finished_out_folder_is_not_taken_for_other_traces(tmp_path):
+    one = write_traces(tmp_path / "one", [[trace("a", "1", RIGHT.format(1))]])
+    two = write_traces(tmp_path / "two", [[trace("b", "2", RIGHT.format(2)), trace("c", "3", RIGHT.format(3))]])
+    run_filter(recipe(), one, tmp_path / "o")
+    result = run_cli("filter", two, "--out", tmp_path / "o", "--set", "filter.timeout=3", "--set", "filter.workers=1")
+    assert result.returncode == 1 and "filtered other trace files than" in result.stderr and "use a new --out" in result.stderr
+    assert run_filter(recipe(), one, tmp_path / "o")["kept"] == 1  # the same inputs: still fine
+
+
+def test_a_run_folder_without_traces_is_refused(tmp_path):
+    src = _mixture(tmp_path)
+    run_filter(recipe(), src, tmp_path / "run")
+    (tmp_path / "run" / "recipe.resolved.yaml").write_text("name: x\n")
+    result = run_cli("filter", tmp_path / "run", "--out", tmp_path / "again")
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: {tmp_path / 'run'}: a run folder without traces/; run `distill generate` into it first"
+
+
+def test_a_missing_benchmark_file_fails_before_anything_is_written(tmp_path):
+    src = write_traces(tmp_path / "in", [[trace("a", "1", RIGHT.format(1))]])
+    result = run_cli("filter", src, "--out", tmp_path / "o", "--set",
+                     f"filter.decontaminate=[{{card: math500, path: {tmp_path / 'nope.jsonl'}}}]")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "filter.decontaminate.0" in result.stderr and "no such file" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_rows_no_answer_verifier_covers_are_reported(tmp_path):
+    rows = [trace("a", "1", RIGHT.format(1), domain="Math"), trace("b", "1", RIGHT.format(1)),
+            trace("c", None, "```python\nwhile True: pass\n```", domain="code")]
+    src = write_traces(tmp_path / "in", [rows])
+    result = run_cli("filter", src, "--out", tmp_path / "o", "--set", "filter.verifiers=[format,math]",
+                     "--set", "filter.workers=1")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "o" / "filtered" / "report.json").read_text())
+    assert report["unverified"] == {"Math": 1, "code": 1}
+    assert "1 kept rows of domain 'Math' were checked by no answer verifier" in " ".join(result.stdout.split())
+
+
+def test_quota_cut_by_the_target_says_so(tmp_path):
+    src = _mixture(tmp_path)
+    result = run_cli("filter", src, "--out", tmp_path / "o", "--set", "filter.target=20",
+                     "--set", "filter.quotas={math: 60, general: 100}", "--set", "filter.workers=1")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "(cut by filter.target)" in text and "quota general: " in text and "(only 40 available)" in text
+    assert len(kept(tmp_path / "o")) == 20
+
+
+@pytest.mark.skipif(not (SHARED / "gpqa_diamond.jsonl").is_file(), reason="needs ../shared/data")
+def test_gpqa_local_copy_with_its_own_columns(tmp_path):
+    question = json.loads((SHARED / "gpqa_diamond.jsonl").read_text().splitlines()[0])["question"]
+    rows = [trace("g", "A", RIGHT.format("A"), domain="science", problem=question)]
+    src = write_traces(tmp_path / "in", [rows])
+    spec = (f"filter.decontaminate=[{{card: gpqa-diamond, path: {SHARED / 'gpqa_diamond.jsonl'}, "
+            "columns: {problem: question, answer: answer, id: id}}]")
+    result = run_filter(recipe(spec), src, tmp_path / "o")
+    assert result["contaminated"] == {"gpqa-diamond": 1}

@@ -143,7 +143,7 @@ def test_a_deleted_damaged_shard_is_written_again(tmp_path):
     before = read_traces(tmp_path)
     damaged = tmp_path / "traces" / "data" / shards.shard_name(2)
     damaged.write_bytes(damaged.read_bytes()[:100])
-    with pytest.raises(UserError, match="not a readable Parquet shard.*delete it and rerun"):
+    with pytest.raises(UserError, match="not a readable Parquet file.*delete it and rerun"):
         run_generate(fake_recipe(), tmp_path)
     damaged.unlink()  # what the message says to do; the rerun then redoes that shard alone
     result = run_generate(fake_recipe(), tmp_path)

@@ -49,7 +49,7 @@ def test_truncated_shard_is_one_clear_error(tmp_path):
     shards.write_table(path, pa.table({"x": list(range(1000))}))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(UserError, match=r"shard-00000.parquet: not a readable Parquet shard"):
+    with pytest.raises(UserError, match=r"shard-00000.parquet: not a readable Parquet file"):
         shards.read_file(path)
 
 

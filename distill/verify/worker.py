@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import resource
+import signal
 
 import math_verify  # noqa: F401 - preloaded on purpose: workers fork with it imported
 
@@ -20,6 +21,9 @@ MEMORY_LIMIT_BYTES = 4 << 30
 
 
 def serve(conn) -> None:
+    # Ctrl-C reaches the whole process group: the parent handles it and closes the pool, so a
+    # worker stays quiet instead of printing a traceback of the row it was on.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
     except (ValueError, OSError):  # not allowed here (some containers): the time limit still holds

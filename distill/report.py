@@ -232,7 +232,10 @@ def print_report(report: dict) -> None:
         console.print("contaminated: " + ", ".join(f"{name} {count}" for name, count in report["contaminated"].items()))
     for group, q in report.get("quotas", {}).get("groups", {}).items():
         if q["wanted"] is not None and q["kept"] < q["wanted"]:
-            why = f"only {q['available']} available" if q["available"] < q["wanted"] else "cut by filter.target"
+            groups = report["quotas"]["groups"]
+            seen = ", ".join(g for g, other in groups.items() if other["available"]) or "none"
+            why = (f"no row has {report['quotas']['by']} '{group}'; those seen: {seen}" if not q["available"] else
+                   f"only {q['available']} available" if q["available"] < q["wanted"] else "cut by filter.target")
             console.print(f"[yellow]quota {group}: {q['kept']} of {q['wanted']} wanted ({why})")
     if report.get("unverified"):
         from . import verify

@@ -348,3 +348,10 @@ def test_gpqa_local_copy_with_its_own_columns(tmp_path):
             "columns: {problem: question, answer: answer, id: id}}]")
     result = run_filter(recipe(spec), src, tmp_path / "o")
     assert result["contaminated"] == {"gpqa-diamond": 1}
+
+
+def test_a_quota_for_a_group_that_never_occurs_is_named(tmp_path):
+    src = _mixture(tmp_path)
+    result = run_cli("filter", src, "--out", tmp_path / "o", "--set", "filter.quotas={maths: 5}", "--set", "filter.workers=1")
+    assert result.returncode == 0, result.stderr
+    assert "no row has domain 'maths'; those seen: general, math" in " ".join(result.stdout.split())

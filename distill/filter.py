@@ -151,7 +151,8 @@ def check_config(recipe: Recipe) -> None:
 
 
 # What isolated verifiers may read; the raw completion and the rest of the row stay here.
-PAYLOAD = ("id", "problem", "answer", "reasoning", "response", "domain", "choices", "tests", "finish_reason", "think")
+PAYLOAD = ("id", "problem", "answer", "reasoning", "response", "domain", "choices", "tests", "finish_reason", "think",
+           "completion_tokens")
 
 
 def _payload(row: dict) -> dict:

@@ -2,9 +2,9 @@
 
 `row` is a trace row plus `reasoning`, `response` and `think` (closed | unclosed | none) from
 splitting the completion at `</think>`; `options` is the filter section as a dict. Verifiers
-marked `isolated` run in killable worker processes (verify.pool): those that may hang or explode
-(math, choice, code), and those that read every character of the reasoning (language,
-repetition), so that they use every core. The others are cheap checks that run inline.
+marked `isolated` run in killable worker processes (verify.pool), each call under a hard time
+limit, on every core; all the built-in ones are. A verifier registered with `isolated=False`
+runs inline in the filter process, for checks too cheap to be worth shipping a row for.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from . import Verdict, register
 NON_REASONING = ("general",)  # rows of these domains need no <think> even with require_think
 
 
-@register("format", isolated=False)
+@register("format", isolated=True)
 def check_format(row: dict, options: dict) -> Verdict:
     if options.get("reject_truncated", True) and row.get("finish_reason") == "length":
         return Verdict(False, "truncated")
@@ -24,10 +24,15 @@ def check_format(row: dict, options: dict) -> Verdict:
 def completion_tokens(row: dict) -> int:
     """The teacher's token count, or an estimate (4 characters a token) for traces without one."""
     tokens = row.get("completion_tokens")
-    return int(tokens) if tokens is not None else len(row.get("completion") or "") // 4
+    if tokens is not None:
+        return int(tokens)
+    text = row.get("completion")
+    if text is None:  # in a worker, which gets the completion as its two parts
+        return (len(row.get("reasoning") or "") + len(row.get("response") or "")) // 4
+    return len(text) // 4
 
 
-@register("length", isolated=False)
+@register("length", isolated=True)
 def check_length(row: dict, options: dict) -> Verdict:
     low, high = options.get("min_tokens"), options.get("max_tokens")
     if low is None and high is None:

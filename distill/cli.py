@@ -33,7 +33,8 @@ WorldOpt = Annotated[int, typer.Option("--world-size", help="Number of workers; 
 
 
 RESUMABLE = "interrupted: finished shards are kept; rerun the same command to resume"
-NOT_RESUMABLE = "interrupted: training does not resume yet; rerun the same command to train from the start"
+TRAIN_INTERRUPTED = ("interrupted: training keeps a checkpoint every train.save_steps steps; "
+                 "rerun the same command with --resume to continue from the last one")
 
 
 def _guard(fn: Callable[[], None], interrupted: str = RESUMABLE) -> None:
@@ -130,6 +131,9 @@ def train(
     out: OutOpt,
     sets: SetOpt = None,
     merge: Annotated[bool, typer.Option("--merge", help="Also write merged weights to OUT/student/merged.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")
+    ] = False,
 ) -> None:
     """Fine-tune the student on verified traces (loss on the assistant turn only)."""
 
@@ -137,12 +141,12 @@ def train(
         from .train import run_train
         from .ui import console
 
-        summary = run_train(_recipe(recipe, sets), data, out, merge=merge)
+        summary = run_train(_recipe(recipe, sets), data, out, merge=merge, resume=resume)
         first, last = summary["loss_first"], summary["loss_last"]
         loss = f"{first:.3f} → {last:.3f}" if first is not None else "n/a"
         console.print(f"student: {summary['steps']} steps, loss {loss}, saved in {out / 'student'}")
 
-    _guard(body, NOT_RESUMABLE)
+    _guard(body, TRAIN_INTERRUPTED)
 
 
 @app.command()
@@ -161,7 +165,7 @@ def run(
         results = run_pipeline(_recipe(recipe, sets, limit), out, merge=merge)
         print_summary(results, out)
 
-    _guard(body, RESUMABLE + " (training restarts from its first step)")
+    _guard(body, RESUMABLE + " (training continues from its last checkpoint)")
 
 
 @app.command()

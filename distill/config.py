@@ -17,7 +17,8 @@ R1_USER_TEMPLATE = "{problem}\n\nPlease reason step by step, and put your final 
 DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay")
-TRAIN_METHODS = ("lora", "full")
+TRAIN_METHODS = ("lora", "qlora", "full")
+LOSS_ON = ("assistant", "all")
 SELECT_MODES = ("all", "first", "shortest")
 QUOTA_BY = ("domain", "source")
 
@@ -245,6 +246,9 @@ class TrainConfig:
     logging_steps: int = 1
     gradient_checkpointing: bool = False
     dtype: str = "auto"  # auto: bf16 on a GPU that supports it, else fp32
+    loss_on: str = "assistant"  # assistant: the teacher's turn only; all: the whole sequence (open-r1's way)
+    save_steps: int = 500  # a checkpoint every N optimizer steps, for --resume
+    save_total_limit: int = 2  # checkpoints kept
 
     def __post_init__(self) -> None:
         _one_of("method", self.method, TRAIN_METHODS)
@@ -262,6 +266,9 @@ class TrainConfig:
         _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be 0 or more")
         _require(self.logging_steps >= 1, "logging_steps", self.logging_steps, "must be at least 1")
         _one_of("dtype", self.dtype, DTYPES)
+        _one_of("loss_on", self.loss_on, LOSS_ON)
+        _require(self.save_steps >= 1, "save_steps", self.save_steps, "must be at least 1")
+        _require(self.save_total_limit >= 1, "save_total_limit", self.save_total_limit, "must be at least 1")
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ def run_pipeline(recipe: Recipe, out: Path, merge: bool = False) -> dict:
         results["train"] = None
         console.print(f"train: skipped, the filter kept no rows (see {out / FILTERED / 'report.json'})")
     else:
-        timed("train", run_train, recipe, out, out, merge=merge)
+        timed("train", run_train, recipe, out, out, merge=merge, resume=True)  # a rerun continues
     return results
 
 

@@ -56,13 +56,34 @@ def _supervised_counts(dataset) -> list[int]:
 
 
 def check_config(recipe: Recipe) -> None:
-    """Fail on a missing student before any stage runs."""
+    """Fail on a missing student, or on a method this machine cannot run, before any stage runs."""
     if recipe.student is None:
         raise ConfigError(f"recipe '{recipe.name}' names no student: add `student: CARD` or --set student=CARD")
+    if recipe.train.method == "qlora":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("train.method: qlora needs a CUDA GPU (bitsandbytes 4-bit); use lora or full on this machine")
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise ConfigError("train.method: qlora needs bitsandbytes: pip install bitsandbytes") from None
 
 
-def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False) -> dict:
-    """Fine-tune the recipe's student on the kept rows in `data`; write `out/student`."""
+def last_checkpoint(stage: Path) -> Path | None:
+    """The newest complete checkpoint an interrupted run left (TRL's `checkpoint-STEP` folders)."""
+    folder = stage / "checkpoints"
+    if not folder.is_dir():
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    found = get_last_checkpoint(str(folder))
+    return Path(found) if found else None
+
+
+def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume: bool = False) -> dict:
+    """Fine-tune the recipe's student on the kept rows in `data`; write `out/student`. With
+    `resume`, an interrupted run continues from its last checkpoint, with the same data order."""
     check_config(recipe)
     student, cfg = recipe.student, recipe.train
     stage = Path(out) / STAGE
@@ -76,7 +97,13 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False) -> dic
         console.print(f"train: {stage} is complete; skipping")
         return summary
     dataset = _load_rows(folder)
-    runfolder.claim(Path(out), recipe, "train", started=False)
+    checkpoint = last_checkpoint(stage)
+    if checkpoint is not None and not resume:
+        raise UserError(
+            f"{checkpoint.parent}: an interrupted run left {checkpoint.name}; rerun with --resume to continue "
+            f"from it, or delete {checkpoint.parent} to start over"
+        )
+    runfolder.claim(Path(out), recipe, "train", started=checkpoint is not None)
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -94,9 +121,16 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False) -> dic
         tokenizer.pad_token = tokenizer.eos_token
     dtype = models.torch_dtype(cfg.dtype if cfg.dtype != "auto" else student.dtype)
     on_gpu = torch.cuda.is_available()
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
+    load = dict(kwargs)
+    if cfg.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        load["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+        )
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **load)
     peft_config = None
-    if cfg.method == "lora":
+    if cfg.method in ("lora", "qlora"):
         from peft import LoraConfig
 
         targets = student.lora_target_modules
@@ -119,11 +153,13 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False) -> dic
         warmup_steps=cfg.warmup_ratio,  # transformers 5: a float below 1 is a ratio of total steps
         weight_decay=cfg.weight_decay,
         logging_steps=cfg.logging_steps,
-        save_strategy="no",
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
         report_to="none",
         seed=cfg.seed,
         max_length=max_length,
-        completion_only_loss=True,
+        completion_only_loss=cfg.loss_on == "assistant",
         gradient_checkpointing=cfg.gradient_checkpointing,
         bf16=dtype == torch.bfloat16,  # never bf16 on a CPU: TrainingArguments refuses it there
         fp16=False,
@@ -146,7 +182,9 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False) -> dic
         + f", {cfg.method} on {student.name} in {str(dtype).removeprefix('torch.')}"
     )
     _quiet_logs(trainer)
-    result = trainer.train()
+    if checkpoint is not None:
+        console.print(f"train: resuming from {checkpoint.name}")
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
     trainer.save_model(str(stage))
     tokenizer.save_pretrained(str(stage))
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
@@ -165,10 +203,31 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False) -> dic
         "dtype": str(dtype).removeprefix("torch."),
     }
     shards.write_json(stage / "train_log.json", trainer.state.log_history)
+    summary["plots"] = [_loss_plot(stage, trainer.state.log_history)]
     if merge:
         _merge(stage, student, trainer.model)
     shards.write_json(summary_path, summary)  # last: its presence means the stage is complete
     return summary
+
+
+def _loss_plot(stage: Path, history: list[dict]) -> str:
+    """student/loss.png: the training loss per logged step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [(e["step"], e["loss"]) for e in history if "loss" in e and "step" in e]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if points:
+        ax.plot(*zip(*points), marker="." if len(points) < 50 else None)
+    ax.set_title("Training loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    fig.tight_layout()
+    fig.savefig(stage / "loss.png")
+    plt.close(fig)
+    return "loss.png"
 
 
 def _quiet_logs(trainer) -> None:

@@ -92,4 +92,81 @@ def test_data_without_messages(tiny_recipe, tmp_path):
 def test_unknown_method(tiny_recipe, filtered_run):
     result = run_cli("train", "-r", tiny_recipe(), "--data", filtered_run, "--out", filtered_run,
                      "--set", "train.method=dora")
-    assert result.returncode == 2 and "train.method must be one of lora, full, got 'dora'" in result.stderr
+    assert result.returncode == 2 and "train.method must be one of lora, qlora, full, got 'dora'" in result.stderr
+
+
+def test_loss_on_all_supervises_the_whole_sequence(tiny_recipe, filtered_run, tiny_qwen2):
+    from transformers import AutoTokenizer
+    import pyarrow.parquet as pq
+
+    summary = run_train(load_recipe(str(tiny_recipe()), ["train.loss_on=all"]), filtered_run, filtered_run)
+    tok = AutoTokenizer.from_pretrained(tiny_qwen2)
+    rows = pq.ParquetDataset(filtered_run / "filtered" / "data").read().to_pylist()
+    assert summary["supervised_tokens"] == sum(len(tok.apply_chat_template(r["messages"], return_dict=True)["input_ids"])
+                                               for r in rows)
+    png = filtered_run / "student" / "loss.png"
+    assert png.read_bytes()[:4] == b"\x89PNG" and summary["plots"] == ["loss.png"]
+
+
+def test_qlora_on_a_machine_without_cuda_is_one_line(tiny_recipe, filtered_run):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = run_cli("train", "-r", tiny_recipe(), "--data", filtered_run, "--out", filtered_run,
+                     "--set", "train.method=qlora")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "qlora needs a CUDA GPU" in result.stderr
+
+
+KILL_AT_STEP = r"""
+import os, signal, sys
+from pathlib import Path
+from transformers import TrainerCallback
+from distill import train
+from distill.recipes import load_recipe
+
+class Kill(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == int(sys.argv[3]) and (Path(args.output_dir) / f"checkpoint-{sys.argv[4]}").is_dir():
+            os.kill(os.getpid(), signal.SIGKILL)  # as kill -9 from outside: no cleanup at all
+
+quiet = train._quiet_logs
+train._quiet_logs = lambda trainer: (quiet(trainer), trainer.add_callback(Kill()))
+train.run_train(load_recipe(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[2]))
+"""
+
+
+def test_kill_9_mid_training_then_resume_continues_with_the_same_data_order(tiny_recipe, filtered_run, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    recipe_path = tiny_recipe(train={"max_steps": 8, "batch_size": 1, "save_steps": 2, "logging_steps": 1})
+    recipe = load_recipe(str(recipe_path))
+    clean_run = tmp_path / "clean"
+    shutil.copytree(filtered_run, clean_run)
+    clean = run_train(recipe, clean_run, clean_run)
+    killed = subprocess.run([sys.executable, "-c", KILL_AT_STEP, str(recipe_path), str(filtered_run), "5", "4"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    stage = filtered_run / "student"
+    assert (stage / "checkpoints" / "checkpoint-4").is_dir() and not (stage / "train_summary.json").exists()
+    # without --resume: one line that says what to do
+    result = run_cli("train", "-r", recipe_path, "--data", filtered_run, "--out", filtered_run)
+    assert result.returncode == 1 and "rerun with --resume" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = run_cli("train", "-r", recipe_path, "--data", filtered_run, "--out", filtered_run, "--resume")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resuming from checkpoint-4" in result.stdout
+    resumed = json.loads((stage / "train_summary.json").read_text())
+    losses = lambda run: [e["loss"] for e in json.loads((run / "student" / "train_log.json").read_text()) if "loss" in e]
+    assert resumed["steps"] == clean["steps"] == 8
+    assert losses(filtered_run)[4:] == pytest.approx(losses(clean_run)[4:], rel=1e-5)  # steps 5-8: same batches
+    from safetensors.torch import load_file
+
+    a = load_file(stage / "adapter_model.safetensors")
+    b = load_file(clean_run / "student" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all((a[k] - b[k]).abs().max() < 1e-5 for k in a)

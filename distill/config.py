@@ -19,6 +19,7 @@ SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constan
               "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay")
 TRAIN_METHODS = ("lora", "qlora", "full")
 LOSS_ON = ("assistant", "all")
+OVERLONG = ("truncate", "drop")
 SELECT_MODES = ("all", "first", "shortest")
 QUOTA_BY = ("domain", "source")
 
@@ -249,6 +250,7 @@ class TrainConfig:
     loss_on: str = "assistant"  # assistant: the teacher's turn only; all: the whole sequence (open-r1's way)
     save_steps: int = 500  # a checkpoint every N optimizer steps, for --resume
     save_total_limit: int = 2  # checkpoints kept
+    overlong: str = "truncate"  # conversations longer than max_length: truncate (TRL's way) or drop
 
     def __post_init__(self) -> None:
         _one_of("method", self.method, TRAIN_METHODS)
@@ -267,6 +269,7 @@ class TrainConfig:
         _require(self.logging_steps >= 1, "logging_steps", self.logging_steps, "must be at least 1")
         _one_of("dtype", self.dtype, DTYPES)
         _one_of("loss_on", self.loss_on, LOSS_ON)
+        _one_of("overlong", self.overlong, OVERLONG)
         _require(self.save_steps >= 1, "save_steps", self.save_steps, "must be at least 1")
         _require(self.save_total_limit >= 1, "save_total_limit", self.save_total_limit, "must be at least 1")
 

@@ -78,6 +78,31 @@ def load_args(card: TeacherCard | StudentCard) -> tuple[str, dict]:
     return path, {}
 
 
+def check_loadable(card: TeacherCard | StudentCard, role: str) -> None:
+    """A local model folder must exist and hold a config; a hub id must be reachable or cached.
+    One clear line instead of transformers' traceback, before anything heavy starts."""
+    if card.gguf is not None:  # converted from a Python package: resolve() checks that itself
+        return
+    path = resolve(card)
+    looks_local = path.startswith(("/", ".", "~")) or Path(path).expanduser().exists()
+    if looks_local:
+        folder = Path(path).expanduser()
+        if not (folder / "config.json").is_file():
+            what = "does not exist" if not folder.exists() else "has no config.json"
+            raise UserError(f"{role} card '{card.name}': model folder {folder} {what}; fix `model:` in the card")
+        return
+    from huggingface_hub import snapshot_download
+
+    try:  # cached (or downloadable) config: the rest comes with from_pretrained
+        snapshot_download(path, revision=card.revision, allow_patterns=["config.json"])
+    except Exception as e:  # noqa: BLE001 - offline, gated, missing, malformed: all one line
+        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise UserError(
+            f"{role} card '{card.name}': cannot load model '{path}' ({reason}); "
+            "check the hub id and your access, or download it while online (or point `model:` at a local folder)"
+        ) from None
+
+
 def describe(card: TeacherCard | StudentCard) -> str:
     """Model name and revision, as recorded on every trace row."""
     if card.gguf is not None:

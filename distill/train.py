@@ -50,6 +50,61 @@ def _load_rows(folder: Path):
     return ds.map(split, remove_columns=["messages"])
 
 
+PROBE = [{"role": "user", "content": "PROBE-QUESTION"},
+         {"role": "assistant", "content": "<think>\nPROBE-REASONING\n</think>\n\nPROBE-ANSWER"}]
+
+
+def _check_template(tokenizer, student) -> None:
+    """The student must see the teacher's reasoning: a chat template that drops `<think>…</think>`
+    from the assistant turn (DeepSeek-R1-Distill's does) would train it on bare answers."""
+    where = f"student card '{student.name}'"
+    if not tokenizer.chat_template:
+        raise UserError(f"{where}: the tokenizer has no chat template; set `chat_template:` in the card")
+    try:
+        text = tokenizer.apply_chat_template(PROBE, tokenize=False)
+    except Exception as e:  # noqa: BLE001 - a template error is the card's, whatever jinja raised
+        raise UserError(f"{where}: its chat template fails on a plain conversation ({str(e).splitlines()[0]})") from None
+    if "PROBE-REASONING" not in text or "PROBE-ANSWER" not in text:
+        raise UserError(
+            f"{where}: its chat template drops the <think> reasoning from the assistant turn; "
+            "set `chat_template:` in the card to one that keeps the assistant content as it is"
+        )
+
+
+def _overlong(dataset, tokenizer, max_length: int, action: str):
+    """Count conversations longer than max_length (the prompt and the answer, as the template
+    renders them), and drop them when asked; TRL would otherwise truncate them silently."""
+
+    def length(row: dict) -> dict:
+        ids = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True, return_dict=True)
+        return {"_length": len(ids["input_ids"])}
+
+    lengths = dataset.map(length)["_length"]
+    long = [i for i, n in enumerate(lengths) if n > max_length]
+    if long and action == "drop":
+        dataset = dataset.select([i for i, n in enumerate(lengths) if n <= max_length])
+        if dataset.num_rows == 0:
+            raise UserError(f"every conversation is longer than max_length={max_length}; raise train.max_length")
+    return dataset, len(long)
+
+
+def _count_padding(trainer) -> dict:
+    """Wrap the trainer's collator to count pad tokens in the batches it really builds."""
+    counts = {"pad": 0, "tokens": 0}
+    collate = trainer.data_collator
+
+    def counting(features):
+        batch = collate(features)
+        mask = batch.get("attention_mask") if hasattr(batch, "get") else None
+        if mask is not None:
+            counts["tokens"] += int(mask.numel())
+            counts["pad"] += int((mask == 0).sum())
+        return batch
+
+    trainer.data_collator = counting
+    return counts
+
+
 def _supervised_counts(dataset) -> list[int]:
     """Tokens per row that carry loss, as TRL prepared them (after masking and truncation)."""
     return [sum(1 for t in labels if t != -100) for labels in dataset["labels"]]
@@ -113,12 +168,19 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
     hf_logging.disable_progress_bar()
     # transformers 5.2x renamed gradient_checkpointing; TRL still uses the old name internally.
     warnings.filterwarnings("ignore", message=r".*gradient_checkpointing` is deprecated", category=FutureWarning)
+    models.check_loadable(student, "student")
     path, kwargs = models.load_args(student)
     tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     if student.chat_template:
         tokenizer.chat_template = student.chat_template
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    _check_template(tokenizer, student)
+    max_length = cfg.max_length or student.max_length
+    dataset, overlong = _overlong(dataset, tokenizer, max_length, cfg.overlong)
+    if overlong:
+        console.print(f"train: {plural(overlong, 'conversation')} longer than max_length={max_length}: "
+                      + ("dropped" if cfg.overlong == "drop" else "truncated (train.overlong: drop drops them)"))
     dtype = models.torch_dtype(cfg.dtype if cfg.dtype != "auto" else student.dtype)
     on_gpu = torch.cuda.is_available()
     load = dict(kwargs)
@@ -141,7 +203,6 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
             target_modules=targets if isinstance(targets, str) else list(targets),
             task_type="CAUSAL_LM",
         )
-    max_length = cfg.max_length or student.max_length
     args = SFTConfig(
         output_dir=str(stage / "checkpoints"),
         per_device_train_batch_size=cfg.batch_size,
@@ -182,6 +243,7 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
         + f", {cfg.method} on {student.name} in {str(dtype).removeprefix('torch.')}"
     )
     _quiet_logs(trainer)
+    padding = _count_padding(trainer)
     if checkpoint is not None:
         console.print(f"train: resuming from {checkpoint.name}")
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
@@ -201,7 +263,12 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
         "loss_last": sum(losses[-quarter:]) / quarter if losses else None,  # mean of the last quarter
         "train_loss": result.training_loss if math.isfinite(result.training_loss) else None,
         "dtype": str(dtype).removeprefix("torch."),
+        "overlong": overlong,
+        "overlong_action": cfg.overlong,
+        "padding_waste": round(padding["pad"] / padding["tokens"], 4) if padding["tokens"] else None,
     }
+    if padding["tokens"]:
+        console.print(f"train: padding waste {100 * summary['padding_waste']:.1f}% of the batch tokens")
     shards.write_json(stage / "train_log.json", trainer.state.log_history)
     summary["plots"] = [_loss_plot(stage, trainer.state.log_history)]
     if merge:

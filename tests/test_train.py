@@ -170,3 +170,46 @@ def test_kill_9_mid_training_then_resume_continues_with_the_same_data_order(tiny
     a = load_file(stage / "adapter_model.safetensors")
     b = load_file(clean_run / "student" / "adapter_model.safetensors")
     assert a.keys() == b.keys() and all((a[k] - b[k]).abs().max() < 1e-5 for k in a)
+
+
+STRIPS_THINK = (  # DeepSeek-R1-Distill's way: only the text after </think> stays in an assistant turn
+    "{% for m in messages %}{% if m['role'] == 'assistant' %}{% set c = m['content'].split('</think>')[-1] %}"
+    "<|im_start|>assistant\n{{ c }}<|im_end|>\n{% else %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_a_template_that_strips_think_is_one_line(tiny_recipe, filtered_run, tmp_path, tiny_qwen2):
+    from helpers import write_yaml
+
+    card = write_yaml(tmp_path / "strips.yaml", {"model": str(tiny_qwen2), "chat_template": STRIPS_THINK})
+    result = run_cli("train", "-r", tiny_recipe(), "--data", filtered_run, "--out", filtered_run, "--set", f"student={card}")
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "its chat template drops the <think> reasoning from the assistant turn" in result.stderr
+
+
+@pytest.mark.parametrize("model", ["/nonexistent/model-folder", "nobody/no-such-model-xyz"])
+def test_a_student_model_that_is_not_there_is_one_line(tiny_recipe, filtered_run, tmp_path, model):
+    from helpers import write_yaml
+
+    card = write_yaml(tmp_path / "gone.yaml", {"model": model})
+    result = run_cli("train", "-r", tiny_recipe(), "--data", filtered_run, "--out", filtered_run, "--set", f"student={card}",
+                     env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-1500:]
+    assert "student card 'gone'" in result.stderr and model.split("/")[-1] in result.stderr
+
+
+@pytest.mark.parametrize("action,rows", [("truncate", 4), ("drop", 2)])
+def test_overlong_conversations_are_counted_then_truncated_or_dropped(tiny_recipe, filtered_run, tiny_qwen2, action, rows):
+    from transformers import AutoTokenizer
+    import pyarrow.parquet as pq
+
+    tok = AutoTokenizer.from_pretrained(tiny_qwen2)
+    lengths = sorted(len(tok.apply_chat_template(r["messages"], return_dict=True)["input_ids"])
+                     for r in pq.ParquetDataset(filtered_run / "filtered" / "data").read().to_pylist())
+    limit = lengths[1]  # two conversations fit, two are longer
+    assert lengths[2] > limit
+    summary = run_train(load_recipe(str(tiny_recipe()), [f"train.max_length={limit}", f"train.overlong={action}"]),
+                        filtered_run, filtered_run)
+    assert summary["overlong"] == 2 and summary["overlong_action"] == action and summary["rows"] == rows
+    assert 0 <= summary["padding_waste"] < 1

@@ -262,10 +262,12 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
         "loss_first": sum(losses[:quarter]) / quarter if losses else None,  # mean of the first quarter
         "loss_last": sum(losses[-quarter:]) / quarter if losses else None,  # mean of the last quarter
         "train_loss": result.training_loss if math.isfinite(result.training_loss) else None,
+        "train_seconds": round(result.metrics.get("train_runtime", 0.0), 2),
         "dtype": str(dtype).removeprefix("torch."),
         "overlong": overlong,
         "overlong_action": cfg.overlong,
         "padding_waste": round(padding["pad"] / padding["tokens"], 4) if padding["tokens"] else None,
+        "batch_tokens": padding["tokens"] - padding["pad"],  # non-pad tokens the model was trained on
     }
     if padding["tokens"]:
         console.print(f"train: padding waste {100 * summary['padding_waste']:.1f}% of the batch tokens")

@@ -70,9 +70,38 @@ def plain_loop(rows: list[dict]) -> tuple[float, list[bool]]:
     return time.perf_counter() - start, verdicts
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process, from /proc (workers are not our children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+WORKER_CPU: list[float] = []
+
+
+def _count_worker_cpu() -> None:
+    """Record each verifier worker's CPU time as the pool closes: rows per worker CPU-second is
+    what shows whether the work itself scales with cores, whatever else shares them."""
+    from distill.verify import pool
+
+    close = pool.VerifyPool.close
+
+    def counting_close(self) -> None:
+        for worker in self.workers:
+            try:
+                WORKER_CPU.append(_cpu_seconds(worker.process.pid))
+            except (OSError, IndexError):
+                pass
+        close(self)
+
+    pool.VerifyPool.close = counting_close
+
+
 def ours(folder: Path, out: Path, workers: int, checks: str) -> tuple[float, dict]:
     from distill.filter import run_filter
     from distill.recipes import load_recipe
+
+    _count_worker_cpu()
 
     sets = [f"filter.workers={workers}"]
     if checks == "math":
@@ -106,7 +135,9 @@ def main() -> None:
     result = {
         "bench": "filter_math", "rows": len(rows), "cores": cores, "checks": args.checks,
         "distill": {"seconds": round(t_ours, 1), "rows_per_s": round(len(rows) / t_ours, 1),
-                    "rows_per_s_per_core": round(len(rows) / t_ours / cores, 1), "agrees_with_labels": agree_ours},
+                    "rows_per_s_per_core": round(len(rows) / t_ours / cores, 1), "agrees_with_labels": agree_ours,
+                    # replaced workers (killed for time) are not counted: none are in this data
+                    "rows_per_worker_cpu_s": round(len(rows) / sum(WORKER_CPU), 1) if WORKER_CPU else None},
         "plain_loop": {"seconds": round(t_plain, 1), "rows_per_s": round(len(rows) / t_plain, 1),
                        "agrees_with_labels": agree_plain},
         "ratio": round(t_plain / t_ours, 3),

@@ -88,6 +88,21 @@ def _overlong(dataset, tokenizer, max_length: int, action: str):
     return dataset, len(long)
 
 
+def _align_eos(model, tokenizer) -> None:
+    """The student must stop where its training text ends: the tokenizer's EOS (which the chat
+    template ends each turn with) must be one of the generation config's stop tokens."""
+    eos = tokenizer.eos_token_id
+    config = model.generation_config
+    if eos is None or config is None:
+        return
+    current = config.eos_token_id
+    stops = [] if current is None else [current] if isinstance(current, int) else list(current)
+    if eos not in stops:
+        config.eos_token_id = stops + [eos] if stops else eos
+        console.print(f"train: generation stops at the tokenizer's EOS {tokenizer.eos_token!r} too "
+                      f"(the model's generation config had {current})")
+
+
 def _count_padding(trainer) -> dict:
     """Wrap the trainer's collator to count pad tokens in the batches it really builds."""
     counts = {"pad": 0, "tokens": 0}
@@ -191,6 +206,7 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
         )
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **load)
+    _align_eos(model, tokenizer)
     peft_config = None
     if cfg.method in ("lora", "qlora"):
         from peft import LoraConfig
@@ -249,6 +265,7 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
     trainer.save_model(str(stage))
     tokenizer.save_pretrained(str(stage))
+    model.generation_config.save_pretrained(str(stage))  # with the aligned EOS, for the merged model too
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     # One logged step is noisy (the last batch may be a single row): compare quarters.
     quarter = max(1, len(losses) // 4)
@@ -328,7 +345,9 @@ def _merge(stage: Path, student, model=None) -> None:
     if model is None:
         model = AutoPeftModelForCausalLM.from_pretrained(str(stage))
     model.merge_and_unload().save_pretrained(str(merged))
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, GenerationConfig
 
     AutoTokenizer.from_pretrained(str(stage)).save_pretrained(str(merged))
+    if (stage / "generation_config.json").is_file():  # the aligned EOS, not the base model's
+        GenerationConfig.from_pretrained(str(stage)).save_pretrained(str(merged))
     console.print(f"train: merged weights in {merged}")

@@ -213,3 +213,20 @@ def test_overlong_conversations_are_counted_then_truncated_or_dropped(tiny_recip
                         filtered_run, filtered_run)
     assert summary["overlong"] == 2 and summary["overlong_action"] == action and summary["rows"] == rows
     assert 0 <= summary["padding_waste"] < 1
+
+
+def test_eos_of_the_tokenizer_becomes_a_stop_token(tiny_recipe, filtered_run, tmp_path, tiny_qwen2):
+    import shutil
+
+    from transformers import AutoTokenizer, GenerationConfig
+    from helpers import write_yaml
+
+    model = tmp_path / "tiny-other-eos"
+    shutil.copytree(tiny_qwen2, model)
+    GenerationConfig(eos_token_id=0, bos_token_id=0).save_pretrained(model)  # a base model that stops elsewhere
+    card = write_yaml(tmp_path / "other-eos.yaml", {"model": str(model), "max_length": 256})
+    run_train(load_recipe(str(tiny_recipe()), [f"student={card}"]), filtered_run, filtered_run, merge=True)
+    eos = AutoTokenizer.from_pretrained(model).eos_token_id
+    assert eos != 0
+    for folder in (filtered_run / "student", filtered_run / "student" / "merged"):
+        assert GenerationConfig.from_pretrained(folder).eos_token_id == [0, eos]

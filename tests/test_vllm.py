@@ -65,9 +65,18 @@ def test_kill_9_mid_vllm_run_then_rerun(reference, tmp_path):
             break
         time.sleep(0.02)
     assert proc.poll() is None, "finished before the kill"
+    from distill.backends.reaper import descendants
+
+    engine = descendants(proc.pid)
+    assert engine, "the vLLM engine runs in processes of its own"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert 1 <= len(os.listdir(done)) < 6
+    # the engine processes die with it (distill's watchdog), not linger holding memory
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in engine):
+        time.sleep(0.2)
+    assert not [pid for pid in engine if os.path.exists(f"/proc/{pid}")], "orphaned engine processes"
     rerun = run_cli(*cmd[3:], timeout=900)
     assert rerun.returncode == 0, rerun.stderr
     got = rows(tmp_path / "k")

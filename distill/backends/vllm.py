@@ -21,7 +21,7 @@ from .. import models
 from ..config import TeacherCard
 from ..errors import ConfigError
 from ..prompting import THINK_OPEN, prompt_messages
-from . import GenSettings, prompt_seed
+from . import GenSettings, prompt_seed, reaper
 
 
 def _environment() -> None:
@@ -57,6 +57,7 @@ def open_backend(teacher: TeacherCard, settings: GenSettings):
         llm = LLM(**args)
     except TypeError as e:  # an `engine` key this vLLM does not know
         raise ConfigError(f"teacher card '{teacher.name}': vLLM rejected the engine settings ({e})") from None
+    reaper.watch()  # its engine processes must not outlive a killed distill
     tokenizer = llm.get_tokenizer()
     prefix = THINK_OPEN + "\n" if settings.template.think_prefix else ""
     capacity = llm.llm_engine.vllm_config.scheduler_config.max_num_seqs

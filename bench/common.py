@@ -53,3 +53,32 @@ def report(name: str, ours: tuple[int, float], base: tuple[int, float], labels=(
               "ratio": round(r1 / r2, 3)}
     print(json.dumps(result))
     return result
+
+
+def generate_timed(recipe, out: Path) -> tuple[int, float]:
+    """`run_generate(recipe, out)`, timing only the backend's generation (engine start and
+    shard planning excluded): (completion tokens, seconds)."""
+    import time
+
+    from distill import backends
+    from distill.generate import run_generate
+
+    timing = {}
+    real_open = backends.open_backend
+
+    def timed_open(teacher, settings):
+        run = real_open(teacher, settings)
+
+        def timed_run(work, progress, on_shard):
+            start = time.perf_counter()
+            run(work, progress, on_shard)
+            timing["seconds"] = time.perf_counter() - start
+
+        return timed_run
+
+    backends.open_backend = timed_open
+    try:
+        result = run_generate(recipe, out)
+    finally:
+        backends.open_backend = real_open
+    return result["completion_tokens"], timing["seconds"]

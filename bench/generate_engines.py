@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
-from common import bench_recipe, report, vllm_env
+from common import bench_recipe, generate_timed, report, vllm_env
 
 
 def recipe_for(backend: str, args):
@@ -27,29 +26,9 @@ def recipe_for(backend: str, args):
 
 
 def timed(backend: str, args, out: Path) -> tuple[int, float]:
-    from distill import backends
-    from distill.generate import run_generate
-
-    timing = {}
-    real_open = backends.open_backend
-
-    def timed_open(teacher, settings):
-        run = real_open(teacher, settings)
-
-        def timed_run(work, progress, on_shard):
-            start = time.perf_counter()
-            run(work, progress, on_shard)
-            timing["seconds"] = time.perf_counter() - start
-
-        return timed_run
-
-    backends.open_backend = timed_open
-    try:
-        result = run_generate(recipe_for(backend, args), out)
-    finally:
-        backends.open_backend = real_open
-    print(f"{backend}: {result['completion_tokens']} tokens in {timing['seconds']:.1f} s", flush=True)
-    return result["completion_tokens"], timing["seconds"]
+    tokens, seconds = generate_timed(recipe_for(backend, args), out)
+    print(f"{backend}: {tokens} tokens in {seconds:.1f} s", flush=True)
+    return tokens, seconds
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import bench_recipe, gsm8k_problems, report, vllm_env
+from common import bench_recipe, generate_timed, gsm8k_problems, report, vllm_env
 
 
 def bare(args, engine: dict, user: str) -> tuple[int, float]:
@@ -44,28 +44,7 @@ def bare(args, engine: dict, user: str) -> tuple[int, float]:
 
 
 def ours(args, out: Path) -> tuple[int, float]:
-    from distill import backends
-    from distill.generate import run_generate
-
-    timing = {}
-    real_open = backends.open_backend
-
-    def timed_open(teacher, settings):
-        run = real_open(teacher, settings)
-
-        def timed_run(work, progress, on_shard):
-            start = time.perf_counter()
-            run(work, progress, on_shard)
-            timing["seconds"] = time.perf_counter() - start
-
-        return timed_run
-
-    backends.open_backend = timed_open
-    try:
-        result = run_generate(bench_recipe(args.prompts, args.n, args.max_tokens, "vllm"), out)
-    finally:
-        backends.open_backend = real_open
-    return result["completion_tokens"], timing["seconds"]
+    return generate_timed(bench_recipe(args.prompts, args.n, args.max_tokens, "vllm"), out)
 
 
 def main() -> None:

@@ -351,10 +351,6 @@ def _filter_file(path: Path, index: int, pass1: Path, cfg: FilterConfig, options
 # ---------------------------------------------------------------- pass 2: across files
 
 
-def _group_column(cfg: FilterConfig) -> str:
-    return cfg.quota_by  # "domain" or "source": both are row columns
-
-
 NEAR, DUPLICATE = 1, 2  # decision codes in pass 2 (0: unique)
 REASONS = {NEAR: "near_duplicate", DUPLICATE: "duplicate"}
 
@@ -365,7 +361,7 @@ def _scan(pass1: Path, n_files: int, cfg: FilterConfig):
     import numpy as np
 
     near = NearDuplicates(cfg.near_dedup) if cfg.near_dedup is not None else None
-    group = _group_column(cfg)
+    group = cfg.quota_by
     keys, values, codes, group_ids = [], [], [], []
     names: dict[str, int] = {}
     for index in range(n_files):
@@ -403,7 +399,7 @@ def _second_pass(stage: Path, n_files: int, cfg: FilterConfig) -> None:
     if not todo:
         return
     decisions, caps, overall = _scan(pass1, n_files, cfg)
-    group = _group_column(cfg)
+    group = cfg.quota_by
     for index in todo:
         name = shards.shard_name(index)
         codes = decisions[index]

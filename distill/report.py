@@ -40,11 +40,16 @@ def _read(path: Path, extra: list[str]):
     return table, tokens.to_numpy()
 
 
+def _shard_names(stage: Path) -> list[str]:
+    """Output shard names: shard i may have kept rows, rejected rows, or both."""
+    return sorted({p.name for p in shards.list_files(stage / shards.DATA)} |
+                  {p.name for p in shards.list_files(stage / REJECTED)})
+
+
 def _pairs(stage: Path):
     """(kept table, kept tokens, rejected table, rejected tokens) per output shard: a problem's
     samples all sit in the same shard index, split between data/ and rejected/."""
-    names = sorted({p.name for p in shards.list_files(stage / shards.DATA)} |
-                   {p.name for p in shards.list_files(stage / REJECTED)})
+    names = _shard_names(stage)
     for name in names:
         yield (*_read(stage / shards.DATA / name, []), *_read(stage / REJECTED / name, ["reject_reason"]))
 
@@ -175,8 +180,7 @@ def write_plots(stage: Path) -> list[str]:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    names = sorted({p.name for p in shards.list_files(stage / shards.DATA)} |
-                   {p.name for p in shards.list_files(stage / REJECTED)})
+    names = _shard_names(stage)
     kept = np.concatenate([np.zeros(0)] + [_reasoning_tokens(stage / shards.DATA / n) for n in names])
     rejected = np.concatenate([np.zeros(0)] + [_reasoning_tokens(stage / REJECTED / n) for n in names])
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)

@@ -14,6 +14,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from .verify.format import completion_tokens
+
 
 def draw(seed: int, problem_id: str, sample_idx: int) -> int:
     text = f"{seed}\x00{problem_id}\x00{sample_idx}".encode()
@@ -43,15 +45,10 @@ def choose(rows: list[dict], ok: list[bool], mode: str, k: int) -> list[bool]:
         if mode == "first":
             indices.sort(key=lambda i: rows[i]["sample_idx"])
         else:  # shortest; ties by sample order
-            indices.sort(key=lambda i: (_tokens(rows[i]), rows[i]["sample_idx"]))
+            indices.sort(key=lambda i: (completion_tokens(rows[i]), rows[i]["sample_idx"]))
         for i in indices[:k]:
             keep[i] = True
     return keep
-
-
-def _tokens(row: dict) -> int:
-    tokens = row.get("completion_tokens")
-    return int(tokens) if tokens is not None else len(row.get("completion") or "") // 4
 
 
 def quota_rows(value: float | int | None, target: int | None) -> int | None:

@@ -20,6 +20,7 @@ SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constan
 TRAIN_METHODS = ("lora", "qlora", "full")
 LOSS_ON = ("assistant", "all")
 OVERLONG = ("truncate", "drop")
+REPORT_TO = ("tensorboard", "wandb", "trackio")
 SELECT_MODES = ("all", "first", "shortest")
 QUOTA_BY = ("domain", "source")
 
@@ -101,11 +102,15 @@ class StudentCard:
     chat_template: str | None = None  # replaces the tokenizer's template when set
     max_length: int = 4096
     lora_target_modules: str | tuple[str, ...] = "all-linear"
+    eos_token: str | None = None  # replaces the tokenizer's EOS when set (the turn end the template writes)
+    rope_theta: float | None = None  # overrides the model config's RoPE base (open-r1: 300k for 32k context)
+    rope_scaling: dict | None = None  # overrides the model config's rope_scaling (e.g. YaRN), as transformers takes it
     description: str | None = None
 
     def __post_init__(self) -> None:
         _one_of("dtype", self.dtype, DTYPES)
         _require(self.max_length >= 1, "max_length", self.max_length, "must be at least 1")
+        _require(self.rope_theta is None or self.rope_theta > 0, "rope_theta", self.rope_theta, "must be positive")
 
 
 @dataclass(frozen=True)
@@ -251,6 +256,16 @@ class TrainConfig:
     save_steps: int = 500  # a checkpoint every N optimizer steps, for --resume
     save_total_limit: int = 2  # checkpoints kept
     overlong: str = "truncate"  # conversations longer than max_length: truncate (TRL's way) or drop
+    lora_target_modules: str | tuple[str, ...] | None = None  # None: the student card's
+    max_grad_norm: float = 1.0
+    lr_scheduler_kwargs: dict = field(default_factory=dict)  # e.g. {min_lr_rate: 0.1} for cosine_with_min_lr
+    packing: bool = False  # padding-free packing with position_ids (needs an attention that honours them)
+    attn_implementation: str | None = None  # None: flash_attention_2 on a GPU when installed, else sdpa
+    liger: bool | None = None  # Liger kernels; None: on when liger-kernel is installed and a GPU is used
+    report_to: tuple[str, ...] = ()  # tensorboard | wandb | trackio; () logs to the console only
+    push_to_hub: bool = False  # push the trained student to hub_model_id
+    hub_model_id: str | None = None
+    trl: dict = field(default_factory=dict)  # further SFTConfig arguments, passed to TRL untouched
 
     def __post_init__(self) -> None:
         _one_of("method", self.method, TRAIN_METHODS)
@@ -272,6 +287,11 @@ class TrainConfig:
         _one_of("overlong", self.overlong, OVERLONG)
         _require(self.save_steps >= 1, "save_steps", self.save_steps, "must be at least 1")
         _require(self.save_total_limit >= 1, "save_total_limit", self.save_total_limit, "must be at least 1")
+        _require(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "must be positive")
+        for target in self.report_to:
+            _one_of("report_to", target, REPORT_TO)
+        _require(not self.push_to_hub or bool(self.hub_model_id), "hub_model_id", self.hub_model_id,
+                 "must name the hub repository when push_to_hub is true")
 
 
 @dataclass(frozen=True)

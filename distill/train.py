@@ -125,10 +125,45 @@ def _supervised_counts(dataset) -> list[int]:
     return [sum(1 for t in labels if t != -100) for labels in dataset["labels"]]
 
 
+def _rope_overrides(path: str, kwargs: dict, student) -> dict:
+    """The card's RoPE settings laid over the model's config (open-r1 trains Qwen2.5-Math-7B at
+    32k with its RoPE base raised to 300k); an empty dict when the card sets none."""
+    if student.rope_theta is None and student.rope_scaling is None:
+        return {}
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path, **kwargs)
+    if student.rope_theta is not None:
+        config.rope_theta = student.rope_theta
+        rope = getattr(config, "rope_parameters", None)  # transformers 5 keeps the base here too
+        if isinstance(rope, dict):
+            rope["rope_theta"] = student.rope_theta
+    if student.rope_scaling is not None:
+        config.rope_scaling = dict(student.rope_scaling)
+    return {"config": config}
+
+
+def _trl_extra(extra: dict) -> dict:
+    """`train.trl`: further SFTConfig arguments, checked against TRL's own fields so that a typo
+    is one line naming the nearest one rather than a TypeError deep in TRL."""
+    import dataclasses
+
+    from trl import SFTConfig
+
+    from .recipes import unknown_key_error
+
+    valid = [f.name for f in dataclasses.fields(SFTConfig)]
+    for key in extra:
+        if key not in valid:
+            raise unknown_key_error(str(key), valid, "recipe", "train.trl")
+    return dict(extra)
+
+
 def check_config(recipe: Recipe) -> None:
     """Fail on a missing student, or on a method this machine cannot run, before any stage runs."""
     if recipe.student is None:
         raise ConfigError(f"recipe '{recipe.name}' names no student: add `student: CARD` or --set student=CARD")
+    _trl_extra(recipe.train.trl)
     if recipe.train.method == "qlora":
         import torch
 
@@ -188,6 +223,8 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
     tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     if student.chat_template:
         tokenizer.chat_template = student.chat_template
+    if student.eos_token:
+        tokenizer.eos_token = student.eos_token
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     _check_template(tokenizer, student)
@@ -205,13 +242,14 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
         load["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
         )
+    load.update(_rope_overrides(path, kwargs, student))
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **load)
     _align_eos(model, tokenizer)
     peft_config = None
     if cfg.method in ("lora", "qlora"):
         from peft import LoraConfig
 
-        targets = student.lora_target_modules
+        targets = cfg.lora_target_modules or student.lora_target_modules
         peft_config = LoraConfig(
             r=cfg.lora_r,
             lora_alpha=cfg.lora_alpha,
@@ -219,7 +257,7 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
             target_modules=targets if isinstance(targets, str) else list(targets),
             task_type="CAUSAL_LM",
         )
-    args = SFTConfig(
+    settings = dict(
         output_dir=str(stage / "checkpoints"),
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
@@ -233,7 +271,11 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
-        report_to="none",
+        report_to=list(cfg.report_to) or "none",
+        max_grad_norm=cfg.max_grad_norm,
+        lr_scheduler_kwargs=dict(cfg.lr_scheduler_kwargs),
+        push_to_hub=cfg.push_to_hub,
+        hub_model_id=cfg.hub_model_id,
         seed=cfg.seed,
         max_length=max_length,
         completion_only_loss=cfg.loss_on == "assistant",
@@ -243,6 +285,8 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
         use_cpu=not on_gpu,
         disable_tqdm=True,  # _quiet_logs prints progress instead
     )
+    settings.update(_trl_extra(cfg.trl))  # the recipe's own SFTConfig arguments win
+    args = SFTConfig(**settings)
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
     )

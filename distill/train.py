@@ -342,13 +342,11 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
 
 def _loss_plot(stage: Path, history: list[dict]) -> str:
     """student/loss.png: the training loss per logged step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # renders with Agg: no display, no pyplot state
 
     points = [(e["step"], e["loss"]) for e in history if "loss" in e and "step" in e]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    fig = Figure(figsize=(7, 4), dpi=100)
+    ax = fig.subplots()
     if points:
         ax.plot(*zip(*points), marker="." if len(points) < 50 else None)
     ax.set_title("Training loss")
@@ -356,7 +354,6 @@ def _loss_plot(stage: Path, history: list[dict]) -> str:
     ax.set_ylabel("loss")
     fig.tight_layout()
     fig.savefig(stage / "loss.png")
-    plt.close(fig)
     return "loss.png"
 
 

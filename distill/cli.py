@@ -168,6 +168,39 @@ def run(
     _guard(body, RESUMABLE + " (training continues from its last checkpoint)")
 
 
+@app.command("eval")
+def eval_(
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help="Model folder, LoRA adapter folder (RUN/student), run folder, teacher/student card, or hub id.")],
+    benchmark: Annotated[list[str], typer.Option(
+        "--benchmark", "-b", help="aime24, aime25, amc23, math500, gpqa-diamond, gsm8k-test (comma-separated or repeated); "
+        "NAME=FILE reads a local copy.")],
+    out: OutOpt,
+    n: Annotated[Optional[int], typer.Option("--n", help="Samples per problem (default: per benchmark, e.g. AIME 64).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N problems of each benchmark.")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="auto, vllm, hf or openai.")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Most new tokens per sample (default 32768).")] = None,
+    sets: Annotated[Optional[list[str]], typer.Option(
+        "--set", "-s", help="Override: eval.temperature=0, model.engine.max_model_len=4096, benchmarks.NAME.n=8 (repeatable).")] = None,
+) -> None:
+    """Score a model on benchmarks the R1 way: pass@1 ± SE over n samples, cons@n (OUT/eval)."""
+
+    def body() -> None:
+        from . import benchmarks, evalmodel
+        from .eval import plan, run_eval
+        from .evalscore import print_scores
+
+        for flag, value in (("--n", n), ("--limit", limit), ("--max-tokens", max_tokens)):
+            if value is not None and value < 1:
+                raise ConfigError(f"{flag} must be at least 1, got {value}")
+        specs = benchmarks.parse(benchmark)
+        flags = {"n": n, "limit": limit, "backend": backend, "max_tokens": max_tokens}
+        p = plan(evalmodel.resolve(model), specs, flags, list(sets or []))
+        print_scores(run_eval(p, out), out)
+
+    _guard(body)
+
+
 @app.command()
 def cards(kind: Annotated[Optional[str], typer.Argument(help="teachers, students, datasets or recipes")] = None) -> None:
     """List the bundled cards and recipes."""

@@ -78,6 +78,14 @@ def load_args(card: TeacherCard | StudentCard) -> tuple[str, dict]:
     return path, {}
 
 
+def tokenizer_source(path: str, adapter: str | None) -> str:
+    """Where the tokenizer comes from: an adapter folder that carries one (as `distill train`
+    saves it, with the chat template and EOS it trained with), else the model itself."""
+    if adapter and (Path(adapter) / "tokenizer_config.json").is_file():
+        return adapter
+    return path
+
+
 def check_loadable(card: TeacherCard | StudentCard, role: str) -> None:
     """A local model folder must exist and hold a config; a hub id must be reachable or cached.
     One clear line instead of transformers' traceback, before anything heavy starts."""

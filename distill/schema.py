@@ -43,6 +43,12 @@ FILTERED = pa.schema(list(TRACE) + _VERDICT + [("messages", pa.list_(MESSAGE))])
 
 REJECTED = pa.schema(list(TRACE) + _VERDICT + [("reject_reason", pa.string())])
 
+# what `distill eval` writes per benchmark: every sample with its verdict
+SCORED = pa.schema(
+    list(TRACE)
+    + [("extracted_answer", pa.string()), ("correct", pa.bool_()), ("reason", pa.string())]
+)
+
 
 def table(rows: list[dict], schema: pa.Schema) -> pa.Table:
     """Rows (dicts) to a table with exactly `schema`'s columns; missing optional columns are null."""

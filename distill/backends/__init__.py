@@ -37,6 +37,7 @@ class GenSettings:
     seed: int
     template: PromptTemplate
     batch_size: int = 16  # throughput only; not part of gen_config
+    adapter: str | None = None  # a LoRA adapter folder applied on the model (vllm, hf backends)
 
     def template_hash(self) -> str:
         text = json.dumps(asdict(self.template), sort_keys=True, ensure_ascii=False)
@@ -45,6 +46,8 @@ class GenSettings:
     def gen_config(self) -> str:
         d = asdict(self)
         d.pop("batch_size")
+        if d["adapter"] is None:  # absent unless set: traces written before it existed still resume
+            d.pop("adapter")
         d["template_hash"] = self.template_hash()
         return json.dumps(d, sort_keys=True, ensure_ascii=False)
 

@@ -15,13 +15,18 @@ def open_backend(teacher: TeacherCard, settings: GenSettings):
 
     hf_logging.disable_progress_bar()
     path, kwargs = models.load_args(teacher)
-    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(models.tokenizer_source(path, settings.adapter), **kwargs)
     tokenizer.padding_side = "left"  # decoder-only batching: prompts end where generation starts
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     dtype = models.torch_dtype(teacher.dtype)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs).to(device).eval()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
+    if settings.adapter:  # a LoRA adapter: applied and merged in memory, no merged copy on disk
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, settings.adapter).merge_and_unload()
+    model = model.to(device).eval()
     eos = model.generation_config.eos_token_id
     eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
     eos_ids.add(tokenizer.eos_token_id)

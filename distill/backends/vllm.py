@@ -45,6 +45,11 @@ def engine_args(teacher: TeacherCard, path: str, kwargs: dict, seed: int, on_cpu
     return args
 
 
+def _lora_rank_slot(rank: int) -> int:
+    """vLLM accepts only some values of max_lora_rank: the smallest that holds the adapter's."""
+    return next((slot for slot in (8, 16, 32, 64, 128, 256, 320, 512) if slot >= rank), rank)
+
+
 def open_backend(teacher: TeacherCard, settings: GenSettings):
     _environment()
     from vllm import LLM, SamplingParams
@@ -53,6 +58,15 @@ def open_backend(teacher: TeacherCard, settings: GenSettings):
 
     path, kwargs = models.load_args(teacher)
     args = engine_args(teacher, path, kwargs, settings.seed, current_platform.is_cpu())
+    lora = None
+    if settings.adapter:  # served by vLLM's LoRA support on the base weights: no merge needed
+        from vllm.lora.request import LoRARequest
+
+        from ..evalmodel import lora_rank
+
+        args.update(enable_lora=True, max_loras=1, max_lora_rank=_lora_rank_slot(lora_rank(settings.adapter)))
+        args["tokenizer"] = models.tokenizer_source(path, settings.adapter)
+        lora = LoRARequest("adapter", 1, settings.adapter)
     try:
         llm = LLM(**args)
     except TypeError as e:  # an `engine` key this vLLM does not know
@@ -92,7 +106,7 @@ def open_backend(teacher: TeacherCard, settings: GenSettings):
                 exhausted = True
                 return
             ids = llm.enqueue([tokens(p["problem"]) for p in prompts], [params(p["id"]) for p in prompts],
-                              use_tqdm=False)
+                              lora_request=lora, use_tqdm=False)
             pending[index] = {"left": len(prompts), "samples": []}
             for j, request_id in enumerate(ids):
                 # enqueue returns "N-<suffix>"; the engine's outputs carry the external id "N"

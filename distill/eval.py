@@ -1,0 +1,269 @@
+"""run_eval(): benchmark problems → the model, sampled the R1 paper's way → the filter's own
+verifiers → pass@1 ± SE and cons@n per benchmark (DESIGN §1, `evaluate`).
+
+Layout, per benchmark, under OUT/eval/:
+
+    NAME/data/shard-00000.parquet   the samples (trace rows), as `distill generate` writes them
+    NAME/_done/00000, NAME/manifest.json
+    NAME/scored.parquet             every sample with extracted_answer, correct, reason
+    scores.json                     the scores (and the R1 paper's, when the model matches one)
+    eval.yaml                       the resolved settings
+
+One engine serves every benchmark. Samples per problem differ by benchmark (64 for AIME, 4 for
+MATH-500), while a backend is opened with one `n`; so each problem goes to the backend n times
+with n=1, as `ID#k`, which also gives every sample its own seed (vLLM, HTTP): a shard redone
+after a kill holds the very samples it would have held. Shards are written, marked and resumed
+exactly as generate's; a rerun skips done shards, and a rerun with other settings (model,
+sampling, n, prompt) is refused, naming the first changed key.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import threading
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import SimpleNamespace
+
+from . import backends, benchmarks, models, schema, shards
+from .benchmarks import Benchmark
+from .config import ColumnMap, InvalidValue, PromptTemplate, R1_USER_TEMPLATE, TeacherCard
+from .errors import ConfigError, UserError
+from .evalmodel import EvalModel
+from .ui import console, live_progress, plural
+
+EVAL = "eval"
+SCORED = "scored.parquet"
+SCORES = "scores.json"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """The protocol (the R1 paper's by default) and how the work is cut; `--set eval.KEY=…`."""
+
+    backend: str = "auto"  # auto (vLLM when it imports, else transformers) | vllm | hf | openai
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_tokens: int = 32768
+    seed: int = 0
+    n: int | None = None  # samples per problem for every benchmark; None: each benchmark's default
+    limit: int | None = None  # first N problems of every benchmark
+    shard_size: int = 16  # problems per shard: the unit of resume
+    batch_size: int = 16  # prompts per forward pass (transformers backend)
+    workers: int = 0  # verifier processes; 0: one per core
+    timeout: float = 5.0  # seconds per verdict, enforced by killing the worker
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, name: str, message: str) -> None:
+            if not ok:
+                raise InvalidValue(name, getattr(self, name), message)
+
+        need(self.temperature >= 0, "temperature", "must be 0 or more")
+        need(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
+        need(self.max_tokens >= 1, "max_tokens", "must be at least 1")
+        need(self.n is None or self.n >= 1, "n", "must be at least 1")
+        need(self.limit is None or self.limit >= 1, "limit", "must be at least 1")
+        need(self.shard_size >= 1, "shard_size", "must be at least 1")
+        need(self.batch_size >= 1, "batch_size", "must be at least 1")
+        need(self.workers >= 0, "workers", "must be 0 (one per core) or more")
+        need(self.timeout > 0, "timeout", "must be a positive number of seconds")
+
+
+@dataclass(frozen=True)
+class BenchmarkOptions:
+    """Per benchmark: `--set benchmarks.NAME.KEY=…`."""
+
+    path: str | None = None
+    split: str | None = None
+    limit: int | None = None
+    n: int | None = None
+    columns: ColumnMap | None = None
+
+    def __post_init__(self) -> None:
+        if self.n is not None and self.n < 1:
+            raise InvalidValue("n", self.n, "must be at least 1")
+        if self.limit is not None and self.limit < 1:
+            raise InvalidValue("limit", self.limit, "must be at least 1")
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    model: EvalModel
+    config: EvalConfig
+    benchmarks: tuple[Benchmark, ...]
+
+
+def eval_template(card: TeacherCard) -> PromptTemplate:
+    """The R1 evaluation prompt: no system prompt, the problem and then "Please reason step by
+    step, and put your final answer within \\boxed{}."; a card's forced `<think>` is kept."""
+    return PromptTemplate(system=None, user=R1_USER_TEMPLATE, think_prefix=card.template.think_prefix)
+
+
+def plan(model: EvalModel, specs: list[tuple[str, str | None]], flags: dict, sets: list[str]) -> EvalPlan:
+    """Settings from the command line: the model's card (R1 prompt), `eval` flags and `--set`
+    overrides on `model.*`, `eval.*` and `benchmarks.NAME.*`, each checked as it is applied."""
+    from .recipes import apply_override, build, load_card, to_dict, unknown_key_error
+    from .config import DatasetCard
+
+    card = replace(model.card, template=eval_template(model.card))
+    raw: dict = {
+        "model": to_dict(card),
+        "eval": {k: v for k, v in flags.items() if v is not None},
+        "benchmarks": {name: ({"path": path} if path else {}) for name, path in specs},
+    }
+
+    def resolve(source: str) -> tuple[TeacherCard, EvalConfig, dict]:
+        for key in raw:
+            if key not in ("model", "eval", "benchmarks"):
+                raise unknown_key_error(key, ["model", "eval", "benchmarks"], source, "")
+        for name in raw["benchmarks"]:
+            if name not in dict(specs):
+                raise ConfigError(f"{source}: benchmarks.{name} is not one of this run's --benchmark")
+        options = {name: build(BenchmarkOptions, value or {}, source, f"benchmarks.{name}")
+                   for name, value in raw["benchmarks"].items()}
+        return build(TeacherCard, raw["model"], source, "model"), build(EvalConfig, raw["eval"], source, "eval"), options
+
+    card, config, options = resolve("distill eval")
+    for assignment in sets:
+        apply_override(raw, assignment, f"--set {assignment}")
+        card, config, options = resolve(f"--set {assignment}")
+    if model.adapter and backends.resolve_name(config.backend, card) == "openai":
+        raise ConfigError("the openai backend cannot apply a LoRA adapter: serve it (`--lora-modules NAME=PATH`) "
+                          "and evaluate a card whose model is NAME, or use --backend vllm or hf")
+    chosen = []
+    for name, _ in specs:
+        bench_card = load_card(DatasetCard, name)
+        opts = options[name]
+        if opts.path and not Path(opts.path).expanduser().is_file():
+            raise UserError(f"{opts.path}: no such file (local copy of benchmark '{name}')")
+        chosen.append(Benchmark(
+            name=bench_card.name if name.endswith((".yaml", ".yml")) else name,
+            card=bench_card,
+            n=opts.n or config.n or benchmarks.default_n(name),
+            path=opts.path, split=opts.split, limit=opts.limit or config.limit, columns=opts.columns,
+        ))
+    for bench in chosen:
+        bench.verifier  # noqa: B018 - a benchmark nothing can score fails here, before any work
+    return EvalPlan(replace(model, card=card), config, tuple(chosen))
+
+
+def _settings(p: EvalPlan, n: int) -> backends.GenSettings:
+    c = p.config
+    return backends.GenSettings(
+        backend=backends.resolve_name(c.backend, p.model.card), n=n, temperature=c.temperature, top_p=c.top_p,
+        max_tokens=c.max_tokens, seed=c.seed, template=p.model.card.template, batch_size=c.batch_size,
+        adapter=p.model.adapter,
+    )
+
+
+def model_name(model: EvalModel) -> str:
+    name = models.describe(model.card)
+    return f"{name} + adapter {model.adapter}" if model.adapter else name
+
+
+def gen_config(p: EvalPlan, bench: Benchmark) -> str:
+    """What decides a benchmark's samples; recorded on every row and compared on resume."""
+    config = json.loads(_settings(p, bench.n).gen_config())
+    config.update(model=model_name(p.model), benchmark=bench.name)
+    return json.dumps(config, sort_keys=True, ensure_ascii=False)
+
+
+def _key(bench: Benchmark, index: int) -> int:
+    """A shard's number for the backend, stable across runs whatever benchmarks come along (the
+    transformers backend seeds each shard from it)."""
+    return (zlib.crc32(bench.name.encode()) % 1000) * 1_000_000 + index
+
+
+def _generate(p: EvalPlan, out: Path, problems: dict[str, list[dict]]) -> None:
+    """Every benchmark's samples into its shards, through one engine; done shards are skipped."""
+    from .generate import _check_done_shard, finish
+
+    teacher = model_name(p.model)
+    work: dict[int, tuple[Benchmark, list[dict]]] = {}
+    plans = {}
+    for bench in p.benchmarks:
+        stage = out / EVAL / bench.name
+        rows = problems[bench.name]
+        plans[bench.name] = [rows[i : i + p.config.shard_size] for i in range(0, len(rows), p.config.shard_size)]
+        done = shards.forget_missing(stage, lambda i, s=stage: [s / shards.DATA / shards.shard_name(i)])
+        shards.clean_temp(stage)
+        config = gen_config(p, bench)
+        for index in sorted(done):
+            if index >= len(plans[bench.name]):
+                raise UserError(f"{stage}: shard {index} is beyond the plan's {len(plans[bench.name])} shards "
+                                "(fewer problems than before: --limit changed?); use a new --out")
+            ids = [r["id"] for r in plans[bench.name][index]]
+            _check_done_shard(stage / shards.DATA, index, ids, config)
+        todo = [i for i in range(len(plans[bench.name])) if i not in done]
+        console.print(f"eval: {bench.title}: {plural(len(rows), 'problem')} × {bench.n} "
+                      f"({len(done)} of {plural(len(plans[bench.name]), 'shard')} done)")
+        for index in todo:
+            work[_key(bench, index)] = (bench, plans[bench.name][index])
+    if work:
+        _run_backend(p, out, work, teacher)
+    for bench in p.benchmarks:
+        shim = SimpleNamespace(gen_config=lambda b=bench: gen_config(p, b))
+        finish(out / EVAL / bench.name, plans[bench.name], shim, teacher, 0)
+
+
+def _run_backend(p: EvalPlan, out: Path, work: dict, teacher: str) -> None:
+    from .generate import _check_complete
+
+    settings = _settings(p, 1)
+    lock = threading.Lock()
+    expanded = {key: [{**row, "id": f"{row['id']}#{k}"} for row in rows for k in range(bench.n)]
+                for key, (bench, rows) in work.items()}
+    total = sum(len(rows) for rows in expanded.values())
+    console.print(f"eval: {plural(total, 'sample')} to generate with {settings.backend} on {p.model.card.name}"
+                  + (f" + adapter {p.model.adapter}" if p.model.adapter else ""))
+    run = backends.open_backend(p.model.card, settings)
+    with live_progress(total, total) as progress:
+
+        def on_shard(key: int, samples: list[dict]) -> None:
+            bench, rows = work[key]
+            index = key % 1_000_000
+            config = gen_config(p, bench)
+            out_rows = []
+            for s in samples:
+                j, k = divmod(s["prompt_index"], bench.n)
+                extra = {f: v for f, v in s.items() if f not in ("prompt_index", "sample_idx")}
+                out_rows.append({**rows[j], **extra, "sample_idx": k, "teacher": teacher, "gen_config": config})
+            out_rows.sort(key=lambda r: (r["id"], r["sample_idx"]))
+            _check_complete(out_rows, rows, bench.n, index)
+            stage = out / EVAL / bench.name
+            shards.write_table(stage / shards.DATA / shards.shard_name(index), schema.table(out_rows, schema.TRACE))
+            shards.mark_done(stage, index)
+            with lock:
+                console.print(f"  {bench.name} shard {index + 1} written · {progress.line()}")
+
+        try:
+            run(((key, expanded[key]) for key in sorted(work)), progress, on_shard)
+        finally:
+            del run
+            gc.collect()  # the transformers model goes before the verifier workers start
+
+
+def run_eval(p: EvalPlan, out: Path) -> dict:
+    """Evaluate `p.model` on `p.benchmarks` into `out/eval`; resumable shard by shard."""
+    from .evalscore import score_all
+
+    out = Path(out)
+    problems = {bench.name: benchmarks.problems(bench) for bench in p.benchmarks}  # all load before any work
+    _write_settings(p, out / EVAL / "eval.yaml")
+    _generate(p, out, problems)
+    return score_all(p, out, problems)
+
+
+def _write_settings(p: EvalPlan, path: Path) -> None:
+    """The resolved settings, for the record (the resume guard is each shard's gen_config)."""
+    import os
+
+    from .recipes import dump_yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    tmp.write_text(dump_yaml({"model": p.model.card, "adapter": p.model.adapter, "eval": p.config,
+                              "benchmarks": list(p.benchmarks)}))
+    os.replace(tmp, path)

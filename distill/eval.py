@@ -132,6 +132,11 @@ def plan(model: EvalModel, specs: list[tuple[str, str | None]], flags: dict, set
     if model.adapter and backends.resolve_name(config.backend, card) == "openai":
         raise ConfigError("the openai backend cannot apply a LoRA adapter: serve it (`--lora-modules NAME=PATH`) "
                           "and evaluate a card whose model is NAME, or use --backend vllm or hf")
+    limit = card.engine.get("max_model_len")
+    if backends.resolve_name(config.backend, card) == "vllm" and isinstance(limit, int) and config.max_tokens >= limit:
+        raise ConfigError(f"eval.max_tokens {config.max_tokens} does not fit the engine's max_model_len {limit} "
+                          f"(model card '{card.name}'): pass --max-tokens below {limit}, or raise "
+                          "--set model.engine.max_model_len")
     chosen = []
     for name, _ in specs:
         bench_card = load_card(DatasetCard, name)

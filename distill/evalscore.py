@@ -81,24 +81,30 @@ def score_all(p, out: Path, problems: dict[str, list[dict]]) -> dict:
 
 def print_scores(result: dict, out: Path) -> None:
     """The scores as a table, the R1 paper's beside them when the model matches one."""
+    from rich import box
     from rich.table import Table
 
     ref = result["reference"]
-    table = Table(title=f"distill eval · {result['model']}", title_justify="left")
-    for column in ("benchmark", "problems × n", "pass@1 (±SE)", "cons@n", "truncated"):
+    table = Table(title=f"distill eval · {result['model']}", title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("benchmark", "problems × n", "pass@1 ± SE", "cons@n", "truncated"):
         table.add_column(column, justify="left" if column == "benchmark" else "right")
-    if ref:
-        table.add_column(f"{ref['model']} (paper)", justify="right")
-    for name, s in result["benchmarks"].items():
+    paper_keys = [k for k in ("pass@1", "cons@64")
+                  if any(k in (s.get("reference") or {}) for s in result["benchmarks"].values())]
+    for key in paper_keys:
+        table.add_column(f"paper {key}", justify="right")
+    for s in result["benchmarks"].values():
         cells = [s["title"], f"{s['problems']} × {s['n']}", f"{s['pass@1']:.1f} ± {s['pass@1_se']:.1f}",
                  f"{s['cons@n']:.1f}", f"{s['truncated']:.1f}%"]
-        if ref:
-            paper = s.get("reference") or {}
-            cells.append(" / ".join(f"{k} {v}" for k, v in paper.items()) or "—")
+        cells += [str((s.get("reference") or {}).get(key, "—")) for key in paper_keys]
         table.add_row(*cells)
-    console.print(table)
+    if console.is_terminal:
+        console.print(table)
+    else:  # a log or a pipe: wide enough that no cell wraps (rich assumes 80 columns there)
+        from rich.console import Console
+
+        Console(file=console.file, width=120, highlight=False).print(table)
     if ref:
         how = {"model": "the published model", "recipe": "trained with its reproduction recipe",
                "base": "trained from the same base model"}[ref["matched"]]
-        console.print(f"reference: {ref['model']} ({how}); {ref['source']}")
+        console.print(f"paper: {ref['model']} ({how}); {ref['source']}")
     console.print(f"scores: {out / 'eval' / 'scores.json'} (pass@1 and cons@n in %, SE over problems)")

@@ -425,3 +425,36 @@ def test_smollm2_on_gsm8k_with_vllm_and_a_lora_adapter(tmp_path, smollm2_dir):
     rows = pq.read_table(out / "eval" / "gsm8k-test" / "scored.parquet").to_pylist()
     config = json.loads(rows[0]["gen_config"])
     assert config["backend"] == "vllm" and config["adapter"] == str(adapter.resolve())
+
+
+# ---------------------------------------------------------------- the paper's numbers beside ours
+
+
+@needs_shared
+def test_published_student_is_shown_beside_the_papers_numbers(tmp_path):
+    card = write_yaml(tmp_path / "r1-7b.yaml", {"model": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "backend": "fake"})
+    out = tmp_path / "run"
+    result = run_cli("eval", "--model", card, "-b", f"aime24={SHARED / 'aime24.jsonl'}", "--limit", "3", "--n", "2",
+                     "--out", out)
+    assert result.returncode == 0, result.stderr
+    scores = json.loads((out / "eval" / "scores.json").read_text())
+    assert scores["reference"] == {"model": "DeepSeek-R1-Distill-Qwen-7B", "matched": "model",
+                                   "source": "DeepSeek-R1 paper (arXiv:2501.12948), Table 5"}
+    assert scores["benchmarks"]["aime24"]["reference"] == {"pass@1": 55.5, "cons@64": 83.3}
+    assert "paper: DeepSeek-R1-Distill-Qwen-7B (the published model)" in result.stdout
+    assert "55.5" in result.stdout and "83.3" in result.stdout
+
+
+def test_run_folder_trained_with_a_reproduction_recipe_matches_by_recipe(tmp_path, bench_files):
+    run = tmp_path / "runs" / "mine"
+    write_yaml(run / "recipe.resolved.yaml", {"name": "r1-distill-qwen-1.5b", "student": {"model": "Qwen/Qwen2.5-Math-1.5B"}})
+    (run / "student").mkdir(parents=True)
+    (run / "student" / "config.json").write_text("{}")
+    out = tmp_path / "out"
+    result = run_cli("eval", "--model", run, "--backend", "fake", "-b", f"math500={bench_files['math']}",
+                     "--limit", "2", "--n", "1", "--out", out)
+    assert result.returncode == 0, result.stderr
+    scores = json.loads((out / "eval" / "scores.json").read_text())
+    assert scores["reference"]["model"] == "DeepSeek-R1-Distill-Qwen-1.5B" and scores["reference"]["matched"] == "recipe"
+    assert scores["benchmarks"]["math500"]["reference"] == {"pass@1": 83.9}
+    assert "trained with its reproduction recipe" in result.stdout

@@ -143,28 +143,38 @@ def _with_options(bench: Benchmark, raw: list[dict]) -> list[dict]:
     return rows
 
 
+def _from_hub(bench: Benchmark) -> list[dict]:
+    """The benchmark's rows from the hub; failing that (offline, gated, missing), one line that
+    says how to give a local copy instead."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    card = bench.card
+    try:
+        return datasets.load_dataset(card.hub, card.subset, split=bench.split or card.split).to_list()
+    except Exception as e:  # noqa: BLE001 - offline, gated, missing: all the same to the user
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
+        gated = KNOWN[bench.name].gated if bench.name in KNOWN else None
+        access = (f"it is gated: accept its terms at {gated} and log in (`hf auth login`), " if gated else "")
+        raise UserError(
+            f"benchmark '{bench.name}': cannot load '{card.hub}' from the hub ({reason}); "
+            f"{access}or give a local copy with --benchmark {bench.name}=FILE"
+        ) from None
+
+
 def problems(bench: Benchmark) -> list[dict]:
     """The prompt rows of a benchmark (first `limit`), each with its gold answer."""
     path = bench.path or bench.card.path
     columns = bench.columns or (local_columns(bench.card, path) if path else None)
     source = DataSource(card=bench.card, path=path, split=bench.split, limit=bench.limit, columns=columns)
-    try:
-        if bench.card.domain == "science" and not path:
-            raw, _ = sources._loaded(bench.card, None, bench.split or bench.card.split)
-            if raw and "Incorrect Answer 1" in raw[0]:
-                rows = _with_options(bench, raw)
-            else:
-                rows = sources.prompt_rows(source)
-        else:
+    if path or not bench.card.hub:
+        rows = sources.prompt_rows(source)
+    else:
+        raw = _from_hub(bench)
+        if raw and "Incorrect Answer 1" in raw[0]:
+            rows = _with_options(bench, raw)
+        else:  # the card's own mapping; datasets reads its cache this time
             rows = sources.prompt_rows(source)
-    except UserError as e:
-        gated = KNOWN[bench.name].gated if bench.name in KNOWN else None
-        if gated and not path:
-            raise UserError(
-                f"benchmark '{bench.name}' is gated on the hub: accept its terms at {gated} and log in "
-                f"(`hf auth login`), or give a local copy with --benchmark {bench.name}=FILE ({e})"
-            ) from None
-        raise
     if not rows:
         raise UserError(f"benchmark '{bench.name}': no problems loaded from {path or bench.card.hub}")
     missing = sum(1 for r in rows if r["answer"] is None or not str(r["answer"]).strip())

@@ -178,7 +178,7 @@ def gen_config(p: EvalPlan, bench: Benchmark) -> str:
 def _key(bench: Benchmark, index: int) -> int:
     """A shard's number for the backend, stable across runs whatever benchmarks come along (the
     transformers backend seeds each shard from it)."""
-    return (zlib.crc32(bench.name.encode()) % 1000) * 1_000_000 + index
+    return zlib.crc32(bench.name.encode()) * 1_000_000 + index
 
 
 def _generate(p: EvalPlan, out: Path, problems: dict[str, list[dict]]) -> None:
@@ -205,6 +205,8 @@ def _generate(p: EvalPlan, out: Path, problems: dict[str, list[dict]]) -> None:
         console.print(f"eval: {bench.title}: {plural(len(rows), 'problem')} × {bench.n} "
                       f"({len(done)} of {plural(len(plans[bench.name]), 'shard')} done)")
         for index in todo:
+            if _key(bench, index) in work:  # two names with one CRC: never mix their shards
+                raise RuntimeError(f"benchmarks '{bench.name}' and '{work[_key(bench, index)][0].name}' share a shard key")
             work[_key(bench, index)] = (bench, plans[bench.name][index])
     if work:
         _run_backend(p, out, work, teacher)

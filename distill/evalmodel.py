@@ -59,8 +59,10 @@ def _folder(folder: Path) -> EvalModel:
     if (folder / RESOLVED).is_file() and (folder / "student").is_dir():  # a run folder: its student
         recipe, base = _run_info(folder)
         folder = folder / "student"
-    elif (folder.parent / RESOLVED).is_file():  # RUN/student or RUN/student/merged
-        recipe, base = _run_info(folder.parent if folder.name == "student" else folder.parent.parent)
+    else:  # RUN/student or RUN/student/merged: what trained it
+        run = next((d for d in (folder.parent, folder.parent.parent) if (d / RESOLVED).is_file()), None)
+        if run is not None:
+            recipe, base = _run_info(run)
     if (folder / ADAPTER_CONFIG).is_file():
         adapter_base, _ = _adapter(folder)
         card = TeacherCard(name=folder.name, model=adapter_base)

@@ -51,7 +51,9 @@ def score_all(p, out: Path, problems: dict[str, list[dict]]) -> dict:
     from .eval import EVAL, SCORED, SCORES, model_name
     from .verify.pool import VerifyPool
 
-    ref = references.match(p.model.card.model, base=p.model.base, recipe=p.model.recipe)
+    # an adapter is its own model: it matches by the recipe or base it was trained from, never
+    # as the model it sits on (a LoRA on R1-Distill-Qwen-7B is not R1-Distill-Qwen-7B)
+    ref = references.match(None if p.model.adapter else p.model.card.model, base=p.model.base, recipe=p.model.recipe)
     result: dict = {
         "model": model_name(p.model),
         "protocol": {"temperature": p.config.temperature, "top_p": p.config.top_p,

@@ -270,7 +270,14 @@ def test_gpqa_from_the_hub_without_access_says_it_is_gated(monkeypatch):
         benchmarks.problems(bench)
     message = str(info.value)
     assert "\n" not in message and "gated" in message and "https://huggingface.co/datasets/Idavidrein/gpqa" in message
-    assert "--benchmark gpqa-diamond=FILE" in message
+    assert "--benchmark gpqa-diamond=FILE" in message and "hf auth login" in message
+    # not gated, just offline: the same one line without the licence part
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    bench = benchmarks.Benchmark(name="math500", card=load_card(DatasetCard, "math500"), n=4)
+    with pytest.raises(UserError) as info:
+        benchmarks.problems(bench)
+    assert "HuggingFaceH4/MATH-500" in str(info.value) and "--benchmark math500=FILE" in str(info.value)
+    assert "gated" not in str(info.value)
 
 
 def test_gpqa_hub_layout_gets_shuffled_lettered_options(monkeypatch):

@@ -465,3 +465,36 @@ def test_run_folder_trained_with_a_reproduction_recipe_matches_by_recipe(tmp_pat
     assert scores["reference"]["model"] == "DeepSeek-R1-Distill-Qwen-1.5B" and scores["reference"]["matched"] == "recipe"
     assert scores["benchmarks"]["math500"]["reference"] == {"pass@1": 83.9}
     assert "trained with its reproduction recipe" in result.stdout
+
+
+# ---------------------------------------------------------------- over HTTP (OpenAI-compatible)
+
+
+def test_eval_over_http_sends_the_r1_protocol(tmp_path, bench_files):
+    from openai_server import Script, serve
+
+    script = Script(["429", "500"])
+    server, url = serve(script)
+    try:
+        card = write_yaml(tmp_path / "http.yaml", {
+            "model": "served-model", "backend": "openai",
+            "engine": {"base_url": url, "timeout": 5.0, "backoff": 0.01, "max_retries": 4, "concurrency": 4}})
+        out = tmp_path / "run"
+        result = run_cli("eval", "--model", card, "-b", f"math500={bench_files['math']}", "--n", "3",
+                         "--max-tokens", "256", "--out", out)
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stderr
+    asked = [r for r in script.requests if "messages" in r]
+    assert len(asked) == 5 * 3 + 2  # one request per sample, two of them retried
+    for body in asked:
+        assert (body["temperature"], body["top_p"], body["max_tokens"]) == (0.6, 0.95, 256)
+        assert [m["role"] for m in body["messages"]] == ["user"]
+        assert body["messages"][0]["content"].endswith(
+            "\n\nPlease reason step by step, and put your final answer within \\boxed{}.")
+    assert len({(b["messages"][0]["content"], b["seed"]) for b in asked}) == 15  # every sample its own seed
+    rows = pq.read_table(out / "eval" / "math500" / "scored.parquet").to_pylist()
+    for r in rows:
+        assert r["correct"] == (f"\\boxed{{{r['answer']}}}" in r["completion"])
+    s = json.loads((out / "eval" / "scores.json").read_text())["benchmarks"]["math500"]
+    assert s["pass@1"] == round(_expected(rows)[0], 2)

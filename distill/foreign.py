@@ -219,6 +219,14 @@ def _mixture(value: Any, source: str) -> tuple[list, int]:
     return entries, value.get("seed", 0)
 
 
+def _mixture_warnings(raw: dict, source: str) -> list[str]:
+    mixture = raw.get("dataset_mixture")
+    if isinstance(mixture, dict) and mixture.get("test_split_size") is not None:
+        return [f"{source}: dataset_mixture.test_split_size has no effect here ({_NO_EFFECT['test_split_size']}); "
+                "ignored"]
+    return []
+
+
 def _check_keys(raw: dict, valid: frozenset, source: str) -> None:
     for key in raw:
         if key not in valid:
@@ -286,7 +294,7 @@ def from_trl(raw: dict, source: str) -> tuple[dict, list[str], dict]:
                "completion_only_loss", "dataset_mixture", "dataset_name", "dataset_config", "dataset_train_split",
                "model_name_or_path", "model_revision", "chat_template", "eos_token", "lora_task_type",
                "dataset_streaming", "ignore_bias_buffers"}
-    warnings = []
+    warnings = _mixture_warnings(raw, source)
     for key, value in raw.items():
         if key in handled:
             continue

@@ -68,6 +68,8 @@ _NO_EFFECT = {
     "save_only_model": "distill keeps optimizer state for --resume",
     "dataset_text_field": "distill trains on conversations", "model_init_kwargs": "distill loads the model",
     "do_sample": "generation setting", "max_new_tokens": "generation setting",
+    "fsdp": "launcher setting; launch multi-GPU runs with accelerate (see README)",
+    "fsdp_config": "launcher setting; launch multi-GPU runs with accelerate (see README)",
     "template": "distill renders with the student tokenizer's chat template (chat_template: to change it)",
 }
 
@@ -248,7 +250,8 @@ def from_trl(raw: dict, source: str) -> tuple[dict, list[str], dict]:
     _unsupported(raw, {"use_dora": "DoRA", "use_rslora": "rank-stabilised LoRA", "load_in_8bit": "8-bit loading",
                        "lora_modules_to_save": "extra trained modules", "lora_target_parameters": "parameter targets",
                        "use_bnb_nested_quant": "nested quantization", "chat_template_path": "use chat_template",
-                       "bnb_4bit_quant_storage": "quantized storage"}, defaults, source)
+                       "bnb_4bit_quant_storage": "quantized storage",
+                       "bnb_4bit_quant_type": "4-bit NF4 only"}, defaults, source)
     names: dict[str, str] = {}
     train: dict[str, Any] = {}
 
@@ -401,6 +404,8 @@ def from_llamafactory(raw: dict, source: str, base: Path) -> tuple[dict, list[st
     if raw.get("flash_attn") in attn:
         train["attn_implementation"] = attn[raw["flash_attn"]]
     train["report_to"] = _report(raw.get("report_to"))
+    names.update({"train.report_to": "report_to", "train.liger": "enable_liger_kernel",
+                  "train.attn_implementation": "flash_attn", "train.method": "finetuning_type"})
     train["dtype"] = "float16" if raw.get("fp16") else "auto"
     train["loss_on"] = "all" if raw.get("train_on_prompt") else "assistant"
     inline = {"columns": {k: raw[k] for k in ("messages", "system") if raw.get(k)},

@@ -81,7 +81,7 @@ def _read(src: TrainData):
     if "/" not in src.source:
         raise ConfigError(
             f"train.data: '{src.source}' is not a file, a dataset card ({', '.join(cards.names('datasets'))}) "
-            "or a hub id (owner/name)"
+            "or a hub id (owner/name); for a LLaMA-Factory dataset name, give dataset_dir with its dataset_info.json"
         )
     return _hub(src.source, src.config, src.split, "train.data"), src.source
 

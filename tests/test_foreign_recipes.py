@@ -255,6 +255,11 @@ def test_aliases_of_one_setting_must_agree(tmp_path):
     path = _write(tmp_path, "lf.yaml", "model_name_or_path: m\nstage: sft\nenable_liger_kernel: true\ncutoff_len: 512\n")
     t = load_recipe(str(path)).train
     assert (t.liger, t.max_length, t.method, t.lora_r, t.lora_alpha, t.lora_dropout) == (True, 512, "lora", 8, 16, 0.0)
+    path = _write(tmp_path, "q.yaml", "model_name_or_path: m\nuse_peft: true\nload_in_4bit: true\ntorch_dtype: float16\n")
+    assert (load_recipe(str(path)).train.method, load_recipe(str(path)).train.dtype) == ("qlora", "float16")
+    path = _write(tmp_path, "lq.yaml", "model_name_or_path: m\nstage: sft\nquantization_bit: 4\nlora_target: q_proj,v_proj\n")
+    assert (load_recipe(str(path)).train.method, load_recipe(str(path)).train.lora_target_modules) == (
+        "qlora", ("q_proj", "v_proj"))
 
 
 def test_llamafactory_lora_recipe_maps(tmp_path, capsys):
@@ -351,6 +356,9 @@ def test_training_data_layouts_become_messages(tmp_path):
     assert ds[0]["messages"][1]["content"] == "<think>\nadd\n</think>\n\n6"
     mixed = load_conversations((TrainData(source=str(msgs)), TrainData(source=str(share), weight=1.0)), seed=3)
     assert mixed.num_rows == 3 and mixed.column_names == ["messages"]
+    # a dataset card names its hub copy; offline that is one clear line
+    with pytest.raises(UserError, match="dataset card 'gsm8k': cannot load hub dataset 'openai/gsm8k'"):
+        load_conversations((TrainData(source="gsm8k", prompt="question", response="answer"),))
     with pytest.raises(UserError, match=r"unknown speaker 'bot'.*roles: \{bot: user\}"):
         bad = _jsonl(tmp_path / "bad.jsonl", [{"conversations": [{"from": "bot", "value": "hi"}]}])
         load_conversations((TrainData(source=str(bad)),))

@@ -244,7 +244,7 @@ class TrainData:
 
     source: str  # a local Parquet/JSONL/JSON file or folder, a dataset card name, or a hub dataset id
     config: str | None = None  # hub config (subset)
-    split: str = "train"
+    split: str | None = None  # None: train (a dataset card's own split for a card)
     columns: tuple[str, ...] | None = None  # keep only these columns first (open-r1's `columns`)
     weight: float | None = None  # share of the rows kept, drawn under train.data_seed (open-r1's `weight`)
     limit: int | None = None  # the first N rows only (LLaMA-Factory's `max_samples`)

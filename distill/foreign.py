@@ -146,6 +146,14 @@ _LF_TAGS = {"messages", "system", "role_tag", "content_tag", "user_tag", "assist
             "observation_tag", "function_tag", "formatting"}
 
 
+# LLaMA-Factory features distill does not have: an error when switched on
+_LF_UNSUPPORTED = {k: "a LLaMA-Factory feature" for k in (
+    "use_dora", "use_rslora", "pissa_init", "use_galore", "use_apollo", "use_badam", "use_llama_pro",
+    "use_adam_mini", "use_muon", "use_unsloth", "shift_attn", "mixture_of_depths", "rope_scaling",
+    "adapter_name_or_path", "train_from_scratch", "mask_history", "additional_target", "loraplus_lr_ratio",
+    "use_dft_loss", "streaming", "tokenized_path", "resize_vocab", "add_tokens", "add_special_tokens")}
+
+
 @functools.lru_cache(maxsize=None)
 def _lf() -> tuple[frozenset, dict]:
     from transformers import Seq2SeqTrainingArguments
@@ -242,40 +250,67 @@ def _unsupported(raw: dict, keys: dict, defaults: dict, source: str) -> None:
             raise ConfigError(f"{source}: {key}: {raw[key]!r} is not supported by distill ({what}); remove it")
 
 
+# Trainer arguments both formats write, and the TrainConfig field each becomes
+_TRAINER = {"learning_rate": "learning_rate", "num_train_epochs": "epochs", "max_steps": "max_steps",
+            "per_device_train_batch_size": "batch_size", "gradient_accumulation_steps": "grad_accum",
+            "lr_scheduler_type": "lr_scheduler", "lr_scheduler_kwargs": "lr_scheduler_kwargs",
+            "weight_decay": "weight_decay", "max_grad_norm": "max_grad_norm", "seed": "seed",
+            "logging_steps": "logging_steps", "save_steps": "save_steps", "save_total_limit": "save_total_limit",
+            "push_to_hub": "push_to_hub", "hub_model_id": "hub_model_id"}
+# the rest of what TRL's SFTConfig and ModelConfig say that distill has too
+_TRL_TRAIN = {**_TRAINER, "gradient_checkpointing": "gradient_checkpointing", "max_length": "max_length",
+              "packing": "packing", "attn_implementation": "attn_implementation", "use_liger_kernel": "liger",
+              "lora_r": "lora_r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout",
+              "lora_target_modules": "lora_target_modules"}
+_TRL_UNSUPPORTED = {"use_dora": "DoRA", "use_rslora": "rank-stabilised LoRA", "load_in_8bit": "8-bit loading",
+                    "lora_modules_to_save": "extra trained modules", "lora_target_parameters": "parameter targets",
+                    "use_bnb_nested_quant": "nested quantization", "chat_template_path": "use chat_template",
+                    "bnb_4bit_quant_storage": "quantized storage", "bnb_4bit_quant_type": "4-bit NF4 only"}
+# read by _student, _dtype and from_trl itself
+_TRL_READ = {"report_to", "warmup_ratio", "warmup_steps", "dtype", "bf16", "fp16", "use_peft", "load_in_4bit",
+             "assistant_only_loss", "completion_only_loss", "dataset_mixture", "dataset_name", "dataset_config",
+             "dataset_train_split", "model_name_or_path", "model_revision", "chat_template", "eos_token",
+             "lora_task_type", "dataset_streaming", "ignore_bias_buffers"}
+
+
+def _take(raw: dict, table: dict, defaults: dict, train: dict, names: dict) -> None:
+    """Copy the keys of `table` into `train`, a missing one at the writer's default."""
+    for key, to in table.items():
+        value = raw.get(key, defaults.get(key))
+        if value is not None:
+            train[to] = value
+        names[f"train.{to}"] = key
+
+
+def _rest(raw: dict, handled: set, sft_keys: frozenset, train: dict, source: str, other: str | None) -> list[str]:
+    """Keys not mapped: a warning for those with no effect, TRL for other SFTConfig arguments,
+    and for the rest `other` (a warning text), or an error when None."""
+    warnings = []
+    for key, value in raw.items():
+        if key in handled:
+            continue
+        if key in _NO_EFFECT:
+            warnings.append(f"{source}: {key} has no effect here ({_NO_EFFECT[key]}); ignored")
+        elif key in sft_keys:  # any other SFTConfig argument goes to TRL as written (optim, adam_beta2, …)
+            train.setdefault("trl", {})[key] = value
+        elif other is not None:
+            warnings.append(f"{source}: {key} {other}; ignored")
+        else:
+            raise ConfigError(f"{source}: {key} is not supported by distill; remove it")
+    return warnings
+
+
 def from_trl(raw: dict, source: str) -> tuple[dict, list[str], dict]:
     """An open-r1 / TRL SFT recipe as (distill mapping, warnings, {distill key: recipe key})."""
     valid, sft_keys, defaults = _trl()
     _check_keys(raw, valid, source)
     raw = _resolve_aliases(raw, _TRL_ALIASES, source)
-    _unsupported(raw, {"use_dora": "DoRA", "use_rslora": "rank-stabilised LoRA", "load_in_8bit": "8-bit loading",
-                       "lora_modules_to_save": "extra trained modules", "lora_target_parameters": "parameter targets",
-                       "use_bnb_nested_quant": "nested quantization", "chat_template_path": "use chat_template",
-                       "bnb_4bit_quant_storage": "quantized storage",
-                       "bnb_4bit_quant_type": "4-bit NF4 only"}, defaults, source)
-    names: dict[str, str] = {}
-    train: dict[str, Any] = {}
-
-    def take(key: str, to: str, convert=lambda v: v) -> None:
-        value = raw.get(key, defaults.get(key))
-        if value is not None:
-            train[to] = convert(value)
-        names[f"train.{to}"] = key
-
-    for key, to in (("learning_rate", "learning_rate"), ("num_train_epochs", "epochs"), ("max_steps", "max_steps"),
-                    ("per_device_train_batch_size", "batch_size"), ("gradient_accumulation_steps", "grad_accum"),
-                    ("lr_scheduler_type", "lr_scheduler"), ("weight_decay", "weight_decay"),
-                    ("max_grad_norm", "max_grad_norm"), ("seed", "seed"), ("logging_steps", "logging_steps"),
-                    ("save_steps", "save_steps"), ("save_total_limit", "save_total_limit"),
-                    ("gradient_checkpointing", "gradient_checkpointing"), ("max_length", "max_length"),
-                    ("packing", "packing"), ("attn_implementation", "attn_implementation"),
-                    ("lr_scheduler_kwargs", "lr_scheduler_kwargs"), ("push_to_hub", "push_to_hub"),
-                    ("hub_model_id", "hub_model_id"), ("lora_r", "lora_r"), ("lora_alpha", "lora_alpha"),
-                    ("lora_dropout", "lora_dropout"), ("lora_target_modules", "lora_target_modules")):
-        take(key, to)
-    take("use_liger_kernel", "liger")
-    take("report_to", "report_to", _report)
+    _unsupported(raw, _TRL_UNSUPPORTED, defaults, source)
+    names: dict[str, str] = {"train.report_to": "report_to"}
+    train: dict[str, Any] = {"report_to": _report(raw.get("report_to", defaults.get("report_to")))}
+    _take(raw, _TRL_TRAIN, defaults, train, names)
     warmup = raw.get("warmup_ratio", raw.get("warmup_steps") if isinstance(raw.get("warmup_steps"), float) else None)
-    if warmup is not None:
+    if warmup is not None:  # transformers 5 reads a warmup_steps below 1 as a ratio
         train["warmup_ratio"] = warmup
     elif raw.get("warmup_steps"):
         train.setdefault("trl", {})["warmup_steps"] = raw["warmup_steps"]
@@ -283,30 +318,13 @@ def from_trl(raw: dict, source: str) -> tuple[dict, list[str], dict]:
     train["method"] = ("qlora" if raw.get("load_in_4bit") else "lora") if raw.get("use_peft") else "full"
     # TRL puts the loss on the whole conversation of a `messages` row unless assistant_only_loss is set
     train["loss_on"] = "assistant" if raw.get("assistant_only_loss") else "all"
-    if raw.get("dataset_mixture"):
+    if raw.get("dataset_mixture"):  # open-r1 takes the mixture when both are given
         train["data"], train["data_seed"] = _mixture(raw["dataset_mixture"], source)
     elif raw.get("dataset_name"):
         train["data"] = [{"source": raw["dataset_name"], "config": raw.get("dataset_config"),
                           "split": raw.get("dataset_train_split", "train")}]
-    handled = {"learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
-               "gradient_accumulation_steps", "lr_scheduler_type", "weight_decay", "max_grad_norm", "seed",
-               "logging_steps", "save_steps", "save_total_limit", "gradient_checkpointing", "max_length", "packing",
-               "attn_implementation", "lr_scheduler_kwargs", "push_to_hub", "hub_model_id", "lora_r", "lora_alpha",
-               "lora_dropout", "lora_target_modules", "use_liger_kernel", "report_to", "warmup_ratio", "warmup_steps",
-               "dtype", "bf16", "fp16", "use_peft", "load_in_4bit", "bnb_4bit_quant_type", "assistant_only_loss",
-               "completion_only_loss", "dataset_mixture", "dataset_name", "dataset_config", "dataset_train_split",
-               "model_name_or_path", "model_revision", "chat_template", "eos_token", "lora_task_type",
-               "dataset_streaming", "ignore_bias_buffers"}
-    warnings = _mixture_warnings(raw, source)
-    for key, value in raw.items():
-        if key in handled:
-            continue
-        if key in _NO_EFFECT:
-            warnings.append(f"{source}: {key} has no effect here ({_NO_EFFECT[key]}); ignored")
-        elif key in sft_keys:  # any other SFTConfig argument goes to TRL as written
-            train.setdefault("trl", {})[key] = value
-        else:
-            raise ConfigError(f"{source}: {key} is not supported by distill; remove it")
+    handled = set(_TRL_TRAIN) | set(_TRL_UNSUPPORTED) | _TRL_READ
+    warnings = _mixture_warnings(raw, source) + _rest(raw, handled, sft_keys, train, source, None)
     return {"student": _student(raw, source), "train": train}, warnings, names
 
 
@@ -359,38 +377,20 @@ def from_llamafactory(raw: dict, source: str, base: Path) -> tuple[dict, list[st
     valid, defaults = _lf()
     _check_keys(raw, valid, source)
     if raw.get("stage", "sft") != "sft":
-        raise ConfigError(f"{source}: stage: {raw['stage']} is not supervised fine-tuning; distill trains stage: sft only")
+        raise ConfigError(f"{source}: stage: {raw['stage']} is not supervised fine-tuning; "
+                          "distill trains stage: sft only")
     method = raw.get("finetuning_type", "lora")  # LLaMA-Factory's default
     if method not in ("lora", "full"):
         raise ConfigError(f"{source}: finetuning_type: {method} is not supported by distill (use lora or full)")
     if raw.get("quantization_bit") not in (None, 4):
         raise ConfigError(f"{source}: quantization_bit: {raw['quantization_bit']} is not supported (4-bit QLoRA only)")
-    _unsupported(raw, {k: "a LLaMA-Factory feature" for k in (
-        "use_dora", "use_rslora", "pissa_init", "use_galore", "use_apollo", "use_badam", "use_llama_pro",
-        "use_adam_mini", "use_muon", "use_unsloth", "shift_attn", "mixture_of_depths", "rope_scaling",
-        "adapter_name_or_path", "train_from_scratch", "mask_history", "additional_target", "loraplus_lr_ratio",
-        "use_dft_loss", "streaming", "tokenized_path", "resize_vocab", "add_tokens", "add_special_tokens")},
-        {}, source)
+    _unsupported(raw, _LF_UNSUPPORTED, {}, source)
     names: dict[str, str] = {}
     train: dict[str, Any] = {"method": "qlora" if raw.get("quantization_bit") == 4 else method}
-
-    def take(key: str, to: str, default=None) -> None:
-        value = raw.get(key, defaults.get(key, default))
-        if value is not None:
-            train[to] = value
-        names[f"train.{to}"] = key
-
-    for key, to in (("learning_rate", "learning_rate"), ("num_train_epochs", "epochs"), ("max_steps", "max_steps"),
-                    ("per_device_train_batch_size", "batch_size"), ("gradient_accumulation_steps", "grad_accum"),
-                    ("lr_scheduler_type", "lr_scheduler"), ("weight_decay", "weight_decay"),
-                    ("max_grad_norm", "max_grad_norm"), ("seed", "seed"), ("logging_steps", "logging_steps"),
-                    ("save_steps", "save_steps"), ("save_total_limit", "save_total_limit"),
-                    ("lr_scheduler_kwargs", "lr_scheduler_kwargs"), ("push_to_hub", "push_to_hub"),
-                    ("hub_model_id", "hub_model_id"), ("warmup_ratio", "warmup_ratio")):
-        take(key, to)
-    take("cutoff_len", "max_length", 2048)  # LLaMA-Factory's defaults from here on
-    take("lora_rank", "lora_r", 8)
-    take("lora_dropout", "lora_dropout", 0.0)
+    _take(raw, {**_TRAINER, "warmup_ratio": "warmup_ratio"}, defaults, train, names)
+    # LLaMA-Factory's own defaults from here on
+    _take(raw, {"cutoff_len": "max_length", "lora_rank": "lora_r", "lora_dropout": "lora_dropout"},
+          {"cutoff_len": 2048, "lora_rank": 8, "lora_dropout": 0.0}, train, names)
     train["lora_alpha"] = raw.get("lora_alpha") or 2 * train["lora_r"]
     names["train.lora_alpha"] = "lora_alpha"
     target = raw.get("lora_target", "all")
@@ -422,16 +422,7 @@ def from_llamafactory(raw: dict, source: str, base: Path) -> tuple[dict, list[st
                "quantization_method", "lora_alpha", "lora_target", "disable_gradient_checkpointing",
                "enable_liger_kernel", "packing", "neat_packing", "flash_attn", "report_to", "bf16", "fp16",
                "pure_bf16", "train_on_prompt", "dataset", "dataset_dir", "max_samples", "cutoff_len", "lora_rank",
-               "lora_dropout", "gradient_checkpointing"} | _LF_TAGS | set(names.values())
-    warnings = []
-    sft_keys = _trl()[1]
-    for key, value in raw.items():
-        if key in handled:
-            continue
-        if key in _NO_EFFECT:
-            warnings.append(f"{source}: {key} has no effect here ({_NO_EFFECT[key]}); ignored")
-        elif key in sft_keys:  # a Trainer argument TRL takes as well (optim, adam_beta2, …)
-            train.setdefault("trl", {})[key] = value
-        else:
-            warnings.append(f"{source}: {key} is a LLaMA-Factory setting distill does not use; ignored")
+               "lora_dropout", "gradient_checkpointing", "warmup_ratio"}
+    handled |= set(_TRAINER) | _LF_TAGS | set(_LF_UNSUPPORTED)
+    warnings = _rest(raw, handled, _trl()[1], train, source, "is a LLaMA-Factory setting distill does not use")
     return {"student": _student(raw, source), "train": train}, warnings, names

@@ -77,13 +77,14 @@ def _read(src: TrainData):
             return _local(Path(card.path).expanduser()), card.path
         if not card.hub:
             raise ConfigError(f"dataset card '{card.name}' names no hub dataset or path to train on")
-        return _hub(card.hub, src.config or card.subset, src.split or card.split, f"dataset card '{card.name}'"), card.hub
+        what = f"dataset card '{card.name}'"
+        return _hub(card.hub, src.config or card.subset, src.split or card.split, what), card.hub
     if "/" not in src.source:
         raise ConfigError(
             f"train.data: '{src.source}' is not a file, a dataset card ({', '.join(cards.names('datasets'))}) "
             "or a hub id (owner/name); for a LLaMA-Factory dataset name, give dataset_dir with its dataset_info.json"
         )
-    return _hub(src.source, src.config, src.split, "train.data"), src.source
+    return _hub(src.source, src.config, src.split or "train", "train.data"), src.source
 
 
 def _think(reasoning: str | None, response: str) -> str:

@@ -255,7 +255,8 @@ def test_aliases_of_one_setting_must_agree(tmp_path):
     path = _write(tmp_path, "lf.yaml", "model_name_or_path: m\nstage: sft\nenable_liger_kernel: true\ncutoff_len: 512\n")
     t = load_recipe(str(path)).train
     assert (t.liger, t.max_length, t.method, t.lora_r, t.lora_alpha, t.lora_dropout) == (True, 512, "lora", 8, 16, 0.0)
-    path = _write(tmp_path, "q.yaml", "model_name_or_path: m\nuse_peft: true\nload_in_4bit: true\ntorch_dtype: float16\n")
+    path = _write(tmp_path, "q.yaml", "model_name_or_path: m\nuse_peft: true\nload_in_4bit: true\n"
+                  "torch_dtype: float16\nuse_dora: false\n")  # an unsupported feature switched off is fine
     assert (load_recipe(str(path)).train.method, load_recipe(str(path)).train.dtype) == ("qlora", "float16")
     path = _write(tmp_path, "lq.yaml", "model_name_or_path: m\nstage: sft\nquantization_bit: 4\nlora_target: q_proj,v_proj\n")
     assert (load_recipe(str(path)).train.method, load_recipe(str(path)).train.lora_target_modules) == (

@@ -325,6 +325,9 @@ def from_trl(raw: dict, source: str) -> tuple[dict, list[str], dict]:
                           "split": raw.get("dataset_train_split", "train")}]
     handled = set(_TRL_TRAIN) | set(_TRL_UNSUPPORTED) | _TRL_READ
     warnings = _mixture_warnings(raw, source) + _rest(raw, handled, sft_keys, train, source, None)
+    if train["loss_on"] == "all":  # read as published, but never silently: the prompt becomes a target
+        warnings.append(f"{source}: assistant_only_loss: not set, so the loss is on the whole conversation, prompt "
+                        "included, as TRL does; --set assistant_only_loss=true puts it on the answer only")
     return {"student": _student(raw, source), "train": train}, warnings, names
 
 

@@ -227,7 +227,8 @@ def test_openr1_recipe_maps_onto_student_and_train(tmp_path, capsys):
     lines = [line for line in err.splitlines() if line.startswith("warning:")]
     warned = {line.split(": ")[2].split()[0] for line in lines}
     assert warned == {"output_dir", "overwrite_output_dir", "do_eval", "eval_strategy", "per_device_eval_batch_size",
-                      "log_level", "logging_strategy", "save_strategy", "dataset_num_proc"}
+                      "log_level", "logging_strategy", "save_strategy", "dataset_num_proc",
+                      "assistant_only_loss"}  # the whole-sequence loss is read as published, and said
     assert len(lines) == len(err.strip().splitlines())  # one line each
 
 
@@ -390,7 +391,7 @@ def test_openr1_recipe_trains_a_tiny_model_through_the_cli(tmp_path, tiny_qwen2)
 def test_bad_model_and_bad_data_are_one_line(tmp_path):
     rows = _jsonl(tmp_path / "plain.jsonl", [{"question": "1+1?", "answer": "2"}])
     recipe = _write(tmp_path, "r.yaml", "model_name_or_path: /no/such/model\ndataset_name: plain.jsonl\n"
-                    "report_to: none\n")
+                    "report_to: none\nassistant_only_loss: true\n")
     result = run_cli("train", "-r", recipe, "--out", tmp_path / "o1")
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert f"{rows}: no 'messages' column (has: question, answer)" in result.stderr
@@ -404,7 +405,7 @@ def test_bad_model_and_bad_data_are_one_line(tmp_path):
     result = run_cli("train", "-r", recipe, "--out", tmp_path / "o3", env={"HF_DATASETS_OFFLINE": "1"})
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert "cannot load hub dataset 'open-r1/Mixture-of-Thoughts'" in result.stderr
-    recipe.write_text("model_name_or_path: /no/such/model\nreport_to: none\n")
+    recipe.write_text("model_name_or_path: /no/such/model\nreport_to: none\nassistant_only_loss: true\n")
     result = run_cli("train", "-r", recipe, "--out", tmp_path / "o4")
     assert result.returncode == 2 and "no training data: give --data IN" in result.stderr
 

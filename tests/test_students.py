@@ -232,6 +232,11 @@ def test_a_template_file_is_read_relative_to_its_card(tmp_path, tiny_qwen2):
     other.write_text("{{ 'other' }}")
     recipe = load_recipe(None, [f"student={card}", f"student.chat_template={other}"])
     assert recipe.student.chat_template == "{{ 'other' }}"
+    # one named in a recipe is relative to the recipe
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "r.jinja").write_text("{{ 'from the recipe' }}")
+    recipe = write_yaml(tmp_path / "recipes" / "r.yaml", {"student": {"card": str(card), "chat_template": "r.jinja"}})
+    assert load_recipe(str(recipe)).student.chat_template == "{{ 'from the recipe' }}"
 
 
 def test_a_missing_template_file_is_one_line(tmp_path, tiny_qwen2, tiny_recipe):

@@ -28,13 +28,13 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
 
-def labelled_rows() -> list[dict]:
+def labelled_rows(data: Path = DATA) -> list[dict]:
     rows = []
-    for line in open(DATA / "math_cot_100_samples.jsonl"):
+    for line in open(data / "math_cot_100_samples.jsonl"):
         r = json.loads(line)
         rows.append({"problem": r["problem"], "answer": r["answer"], "completion": r["response"],
                      "label": bool(r["grader_correct"]), "source": "math_cot"})
-    for line in open(DATA / "gsm8k_model_solutions.jsonl"):
+    for line in open(data / "gsm8k_model_solutions.jsonl"):
         r = json.loads(line)
         rows.append({"problem": r["question"], "answer": r["answer"], "completion": r["solution"],
                      "label": bool(r["is_correct"]), "source": "gsm8k_solutions"})
@@ -85,6 +85,8 @@ def _count_worker_cpu() -> None:
     from distill.verify import pool
 
     close = pool.VerifyPool.close
+    if getattr(close, "counting", False):
+        return
 
     def counting_close(self) -> None:
         for worker in self.workers:
@@ -94,6 +96,7 @@ def _count_worker_cpu() -> None:
                 pass
         close(self)
 
+    counting_close.counting = True
     pool.VerifyPool.close = counting_close
 
 
@@ -102,6 +105,7 @@ def ours(folder: Path, out: Path, workers: int, checks: str) -> tuple[float, dic
     from distill.recipes import load_recipe
 
     _count_worker_cpu()
+    WORKER_CPU.clear()
 
     sets = [f"filter.workers={workers}"]
     if checks == "math":
@@ -121,12 +125,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20000)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--checks", choices=["math", "all"], default="math")
+    parser.add_argument("--data", type=Path, default=DATA, help="folder with the labelled JSONL files")
     args = parser.parse_args()
     import logging
 
     logging.getLogger("math_verify").setLevel(logging.CRITICAL)
     with tempfile.TemporaryDirectory() as tmp:
-        rows = write_traces(Path(tmp) / "traces", labelled_rows(), args.rows)
+        rows = write_traces(Path(tmp) / "traces", labelled_rows(args.data), args.rows)
         t_ours, kept = ours(Path(tmp) / "traces", Path(tmp) / "run", args.workers, args.checks)
         t_plain, verdicts = plain_loop(rows)
     cores = args.workers or os.cpu_count()

@@ -127,15 +127,20 @@ def filter_(
 @app.command()
 def train(
     recipe: RecipeOpt,
-    data: Annotated[Path, typer.Option("--data", "-d", help="Run folder, filtered/ folder, or Parquet folder with `messages`.")],
     out: OutOpt,
+    data: Annotated[
+        Optional[Path],
+        typer.Option("--data", "-d", help="Run folder, filtered/ folder, or Parquet folder with `messages`; "
+                     "optional when the recipe names its data (train.data, dataset_name, dataset)."),
+    ] = None,
     sets: SetOpt = None,
     merge: Annotated[bool, typer.Option("--merge", help="Also write merged weights to OUT/student/merged.")] = False,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")
     ] = False,
 ) -> None:
-    """Fine-tune the student on verified traces (loss on the assistant turn only)."""
+    """Fine-tune the student on verified traces. RECIPE may also be an open-r1 or LLaMA-Factory
+    training YAML, read as it is (--set then changes its own keys, e.g. --set max_steps=2)."""
 
     def body() -> None:
         from .train import run_train

@@ -230,11 +230,15 @@ def _source_lists(raw: dict) -> list[list]:
 
 def _normalise_recipe(raw: dict) -> dict:
     """Shorthands: `data: gsm8k` or `data: [gsm8k, …]` mean `[{card: gsm8k}, …]`; the same for
-    `filter.decontaminate`."""
+    `filter.decontaminate`; `train.data: FILE` or `[FILE, …]` mean `[{source: FILE}, …]`."""
     if "data" in raw:
         raw["data"] = _sources(raw["data"])
     if isinstance(raw.get("filter"), dict) and "decontaminate" in raw["filter"]:
         raw["filter"]["decontaminate"] = _sources(raw["filter"]["decontaminate"])
+    if isinstance(raw.get("train"), dict) and isinstance(raw["train"].get("data"), (str, list)):
+        entries = raw["train"]["data"]
+        raw["train"]["data"] = [{"source": e} if isinstance(e, str) else e
+                                for e in ([entries] if isinstance(entries, str) else entries)]
     return raw
 
 
@@ -307,6 +311,10 @@ def _rebase_recipe(raw: dict, base: Path, source: str) -> None:
                 for key in ("card", "path"):
                     if key in entry:
                         entry[key] = _rebase(entry[key], base)
+    train_data = raw.get("train", {}).get("data") if isinstance(raw.get("train"), dict) else None
+    for entry in train_data if isinstance(train_data, list) else []:
+        if isinstance(entry, dict) and "source" in entry:
+            entry["source"] = _rebase(entry["source"], base)
 
 
 def load_recipe(
@@ -323,6 +331,10 @@ def load_recipe(
     else:
         path = find_recipe(name)
         raw = load_yaml(path)
+        from . import foreign
+
+        if foreign.detect(raw):
+            return _load_foreign(raw, path, list(overrides), labels)
         raw.setdefault("name", path.stem)
         source = str(path)
         raw = _normalise_recipe(raw)
@@ -332,6 +344,67 @@ def load_recipe(
         label = labels[i] if labels else f"--set {assignment}"
         apply_override(raw, assignment, label)
         recipe = build(Recipe, _normalise_recipe(raw), label)
+    return recipe
+
+
+def _translate(raw: dict, path: Path, source: str) -> tuple[dict, list[str], dict]:
+    """A foreign recipe mapping as distill's (see foreign.py), with its relative paths rebased."""
+    from . import foreign
+
+    raw = dict(raw)
+    if isinstance(raw.get("model_name_or_path"), str):
+        raw["model_name_or_path"] = _rebase(raw["model_name_or_path"], path.parent)
+    if foreign.detect(raw) == foreign.LLAMAFACTORY:
+        out, warnings, names = foreign.from_llamafactory(raw, source, path.parent)
+    else:
+        out, warnings, names = foreign.from_trl(raw, source)
+    out["name"] = path.stem
+    out["description"] = f"{foreign.detect(raw)} recipe {path.name}"
+    _rebase_recipe(out, path.parent, source)
+    return out, warnings, names
+
+
+def _build_foreign(mapping: dict, source: str, names: dict) -> Recipe:
+    """Build the recipe; a bad value is named by the recipe's own key (learning_rate), not distill's."""
+    try:
+        return build(Recipe, _normalise_recipe(mapping), source)
+    except ConfigError as e:
+        message = str(e)
+        for ours, theirs in names.items():
+            if f": {ours} " in message:
+                message = message.replace(f": {ours} ", f": {theirs} ", 1)
+                break
+        raise ConfigError(message) from None
+
+
+def _load_foreign(raw: dict, path: Path, overrides: list[str], labels: list[str] | None) -> Recipe:
+    """An open-r1 or LLaMA-Factory recipe with `--set` overrides. `--set KEY=VALUE` changes the
+    file's own key (`--set max_steps=2`, `--set model_name_or_path=DIR`) before it is read, as an
+    edit of the file would; a key under one of distill's sections (`student…`, `train…`) changes
+    the distill recipe it became (`--set train.dtype=float32`, `--set student=CARD`)."""
+    from . import foreign
+    from .ui import err_console
+
+    ours = []
+    mapping, warnings, names = _translate(raw, path, str(path))
+    recipe = _build_foreign(dict(mapping), str(path), names)
+    for i, assignment in enumerate(overrides):
+        label = labels[i] if labels else f"--set {assignment}"
+        dotted = assignment.partition("=")[0].strip()
+        if foreign.is_distill_key(dotted):
+            ours.append((assignment, label))
+            continue
+        apply_override(raw, assignment, label)
+        try:
+            mapping, warnings, names = _translate(raw, path, str(path))
+            recipe = _build_foreign(dict(mapping), str(path), names)
+        except ConfigError as e:  # the override is at fault, not the file
+            raise ConfigError(str(e).replace(str(path), label, 1)) from None
+    for assignment, label in ours:
+        apply_override(mapping, assignment, label)
+        recipe = build(Recipe, _normalise_recipe(mapping), label)
+    for line in warnings:
+        err_console.print(f"warning: {line}", markup=False, soft_wrap=True)
     return recipe
 
 

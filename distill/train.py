@@ -23,8 +23,14 @@ STAGE = "student"
 SUMMARY = "train_summary.json"
 
 
-def _load_rows(folder: Path):
-    """The training conversations as a datasets.Dataset of prompt/completion pairs."""
+def _load_rows(folder: Path | None, cfg=None):
+    """The training conversations as a datasets.Dataset of prompt/completion pairs: the Parquet
+    shards in `folder` (the filter's output, `--data`), or with no folder the recipe's own
+    `train.data` sources (files, cards, hub datasets; see sftdata.py)."""
+    if folder is None:
+        from .sftdata import load_conversations
+
+        return _as_pairs(load_conversations(cfg.data, cfg.data_seed), "train.data")
     files = shards.list_files(folder)
     if not files:
         raise UserError(f"{folder}: no Parquet files to train on")
@@ -40,12 +46,14 @@ def _load_rows(folder: Path):
 
     datasets.disable_progress_bars()
     ds = datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train")
-    ds = ds.select_columns(["messages"])
+    return _as_pairs(ds.select_columns(["messages"]), folder)
 
+
+def _as_pairs(ds, where):
     def split(row: dict) -> dict:
         messages = row["messages"]
         if not messages or messages[-1]["role"] != "assistant":
-            raise UserError(f"{folder}: a conversation does not end with an assistant turn")
+            raise UserError(f"{where}: a conversation does not end with an assistant turn")
         return {"prompt": messages[:-1], "completion": messages[-1:]}
 
     return ds.map(split, remove_columns=["messages"])
@@ -148,14 +156,18 @@ def last_checkpoint(stage: Path) -> Path | None:
     return Path(found) if found else None
 
 
-def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume: bool = False) -> dict:
-    """Fine-tune the recipe's student on the kept rows in `data`; write `out/student`. With
+def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False, resume: bool = False) -> dict:
+    """Fine-tune the recipe's student on the kept rows in `data` (None: the recipe's `train.data`);
+    write `out/student`. With
     `resume`, an interrupted run continues from its last checkpoint, with the same data order."""
     check_config(recipe)
     student, cfg = recipe.student, recipe.train
     stage = Path(out) / STAGE
     summary_path = stage / SUMMARY
-    folder = shards.input_folder(data, "filtered", "filter")
+    if data is None and not cfg.data:
+        raise ConfigError("no training data: give --data IN (a run folder, or Parquet with `messages`), "
+                          "or name it in the recipe (train.data, or dataset_name in an open-r1 recipe)")
+    folder = shards.input_folder(data, "filtered", "filter") if data is not None else None
     if summary_path.is_file():
         runfolder.claim(Path(out), recipe, "train", started=True)
         summary = json.loads(summary_path.read_text())
@@ -163,7 +175,7 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
             _merge(stage, student, max_length=cfg.max_length or student.max_length)
         console.print(f"train: {stage} is complete; skipping")
         return summary
-    dataset = _load_rows(folder)
+    dataset = _load_rows(folder, cfg)
     checkpoint = last_checkpoint(stage)
     if checkpoint is not None and not resume:
         raise UserError(
@@ -303,13 +315,11 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
 
 def _loss_plot(stage: Path, history: list[dict]) -> str:
     """student/loss.png: the training loss per logged step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # renders with Agg: no display, no pyplot state
 
     points = [(e["step"], e["loss"]) for e in history if "loss" in e and "step" in e]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    fig = Figure(figsize=(7, 4), dpi=100)
+    ax = fig.subplots()
     if points:
         ax.plot(*zip(*points), marker="." if len(points) < 50 else None)
     ax.set_title("Training loss")
@@ -317,7 +327,6 @@ def _loss_plot(stage: Path, history: list[dict]) -> str:
     ax.set_ylabel("loss")
     fig.tight_layout()
     fig.savefig(stage / "loss.png")
-    plt.close(fig)
     return "loss.png"
 
 

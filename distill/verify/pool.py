@@ -1,7 +1,9 @@
 """A pool of verifier processes with a hard wall-clock limit per row.
 
 Rows go to a worker in small batches (so a worker never waits on the parent between rows) and
-come back one verdict at a time. A worker works through its rows in order, so the row it is on
+come back one verdict at a time, each a length-prefixed pickle on a plain pipe that the parent
+drains with one non-blocking read per wake-up (a Connection's poll()+recv() per verdict cost the
+parent a third of a core, which the workers need). A worker works through its rows in order, so the row it is on
 has been running since its previous verdict: when that exceeds the limit, the worker is killed
 (SIGKILL: it stops C-level work such as a huge sympy power that no alarm can interrupt) and
 replaced, the row is rejected as `timeout`, and the rest of its batch goes back in the queue. A
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import pickle
+import struct
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -26,23 +30,58 @@ from . import Verdict
 
 _WORKER_MODULE = "distill.verify.worker"
 SETTLE = 0.002  # seconds
+HEADER = struct.Struct("!I")  # a verdict frame: its pickle's length, then the pickle
 
 
-def _serve(conn) -> None:
+def _serve(conn, out) -> None:
     # imported here, in the worker, so the parent never loads math-verify itself
     from .worker import serve
 
-    serve(conn)
+    serve(conn, out.fileno())
+
+
+def write_frame(fd: int, obj: Any) -> None:
+    """One verdict to the parent (the worker side of `_Worker.read`)."""
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(HEADER.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 class _Worker:
     def __init__(self, ctx) -> None:
-        self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_serve, args=(child,), daemon=True)
+        self.conn, child = ctx.Pipe()  # tasks, parent -> worker
+        self.reader, writer = ctx.Pipe(duplex=False)  # verdicts, worker -> parent, as raw frames
+        self.process = ctx.Process(target=_serve, args=(child, writer), daemon=True)
         self.process.start()
         child.close()
+        writer.close()  # the worker holds the only write end: its death reads as end of file
+        os.set_blocking(self.reader.fileno(), False)
+        self.buffer = bytearray()
         self.pending: deque = deque()  # tasks sent and not answered, in the order it runs them
         self.since = 0.0  # when the row it is on started (its previous verdict, or the send)
+
+    def read(self) -> list:
+        """Every verdict that has arrived, without blocking; [] at end of file (a dead worker)."""
+        fd = self.reader.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            self.buffer += chunk
+        verdicts, at = [], 0
+        while len(self.buffer) - at >= HEADER.size:
+            (size,) = HEADER.unpack_from(self.buffer, at)
+            if len(self.buffer) - at - HEADER.size < size:
+                break
+            start = at + HEADER.size
+            verdicts.append(pickle.loads(self.buffer[start : start + size]))
+            at = start + size
+        del self.buffer[:at]
+        return verdicts
 
     def deadline(self, default: float) -> float:
         """When the row it is on runs out of time (rows may carry their own limit, e.g. code)."""
@@ -59,6 +98,7 @@ class _Worker:
             self.process.kill()
         self.process.join(timeout=5)
         self.conn.close()
+        self.reader.close()
 
 
 class VerifyPool:
@@ -100,8 +140,9 @@ class VerifyPool:
         while True:
             refill()
             for i, worker in enumerate(self.workers):
-                # two batches per worker: it starts the next one without waiting on us
-                while queue and len(worker.pending) < self.batch:
+                # up to three batches ahead per worker: it goes on without waiting on us, also
+                # while the parent is busy writing a finished file's results
+                while queue and len(worker.pending) < 2 * self.batch:
                     take = [queue.popleft() for _ in range(min(self.batch, len(queue)))]
                     worker.send(take)
                     outstanding += len(take)
@@ -109,23 +150,22 @@ class VerifyPool:
                 return
             busy = [w for w in self.workers if w.pending]
             wait_for = max(0.0, min(w.deadline(self.timeout) for w in busy) - time.monotonic())
-            ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=wait_for))
+            ready = set(wait([w.reader for w in busy] + [w.process.sentinel for w in busy], timeout=wait_for))
             if ready and wait_for > 2 * SETTLE:
                 # let a few more verdicts arrive before draining: one wake-up per handful of rows
                 # instead of one per row leaves the cores to the workers (each has rows queued)
                 time.sleep(SETTLE)
-                ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=0))
+                ready = set(wait([w.reader for w in busy] + [w.process.sentinel for w in busy], timeout=0))
             for worker in busy:
-                if worker.conn in ready or worker.process.sentinel in ready:
-                    try:
-                        while worker.pending and worker.conn.poll():
-                            verdict = worker.conn.recv()
-                            key, *_ = worker.pending.popleft()
-                            worker.since = time.monotonic()
-                            outstanding -= 1
-                            yield key, verdict
-                    except (EOFError, OSError):
-                        pass
+                if worker.reader in ready or worker.process.sentinel in ready:
+                    arrived = worker.read()
+                    if arrived:
+                        # the row after the last one answered started about now
+                        worker.since = time.monotonic()
+                    for verdict in arrived:
+                        key, *_ = worker.pending.popleft()
+                        outstanding -= 1
+                        yield key, verdict
                     if worker.pending and not worker.process.is_alive():
                         # it died under its current row (killed from outside, out of memory, …)
                         outstanding -= len(worker.pending)

@@ -1,4 +1,4 @@
-"""The verifier worker process: receive (names, row, options), send back a Verdict.
+"""The verifier worker process: receive (names, row, options), write back a Verdict frame.
 
 Imported by the forkserver before any worker forks, so math-verify (and sympy) load once.
 """
@@ -12,6 +12,7 @@ import signal
 import math_verify  # noqa: F401 - preloaded on purpose: workers fork with it imported
 
 from . import Verdict, run
+from .pool import write_frame
 
 logging.getLogger("math_verify").setLevel(logging.CRITICAL)
 
@@ -20,7 +21,7 @@ logging.getLogger("math_verify").setLevel(logging.CRITICAL)
 MEMORY_LIMIT_BYTES = 4 << 30
 
 
-def serve(conn) -> None:
+def serve(conn, out: int) -> None:
     # Ctrl-C reaches the whole process group: the parent handles it and closes the pool, so a
     # worker stays quiet instead of printing a traceback of the row it was on.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -40,4 +41,4 @@ def serve(conn) -> None:
                 verdict = run(names, row, options)
             except Exception:  # noqa: BLE001 - a verifier bug rejects one row, not the run
                 verdict = Verdict(False, "verifier_error")
-            conn.send(verdict)
+            write_frame(out, verdict)

@@ -144,3 +144,14 @@ def rope_overrides(path: str, kwargs: dict, student, max_length: int) -> dict:
     if max_length > config.max_position_embeddings:
         config.max_position_embeddings = max_length
     return {"config": config}
+
+
+def context_warning(config, max_length: int, student) -> str | None:
+    """A line when training runs past the positions the model was made for (Qwen2.5-Math's 4k at
+    32k, say) and the card does not extend them; long traces then train on positions the model
+    never saw. A warning, not an error: it may be meant (DeepSeek trained its distills longer)."""
+    declared = getattr(config, "max_position_embeddings", None)
+    if not declared or max_length <= declared:
+        return None
+    return (f"train: warning: max_length={max_length} is beyond the {declared} positions of {student.name}'s model; "
+            "raise its RoPE base in the card (rope_theta, as qwen2.5-math-7b-rope-300k does) or lower train.max_length")

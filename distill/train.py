@@ -16,7 +16,7 @@ from pathlib import Path
 from . import models, runfolder, shards
 from .config import Recipe
 from .errors import ConfigError, UserError
-from .student import load_tokenizer, rope_overrides
+from .student import context_warning, load_tokenizer, rope_overrides
 from .ui import console, plural
 
 STAGE = "student"
@@ -218,6 +218,8 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
     load.update(rope)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **load)
     _align_eos(model, tokenizer)
+    if (warning := context_warning(model.config, max_length, student)) is not None:
+        console.print(warning)
     peft_config = None
     if cfg.method in ("lora", "qlora"):
         from peft import LoraConfig

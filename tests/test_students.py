@@ -14,7 +14,7 @@ from distill import cards
 from distill.config import StudentCard
 from distill.errors import ConfigError, UserError
 from distill.recipes import load_card, load_recipe
-from distill.student import check_template, load_tokenizer, rope_overrides
+from distill.student import check_template, context_warning, load_tokenizer, rope_overrides
 
 # Which tiny architecture stands in for each bundled card. A new card must be added here, so that
 # no bundled card goes untested.
@@ -294,6 +294,19 @@ def test_rope_scaling_and_theta_together_keep_both(tiny_models):
     own = AutoConfig.from_pretrained(path).rope_parameters["rope_theta"]
     old = rope_overrides(path, {}, StudentCard(name="m", model=path, rope_scaling={"type": "linear", "factor": 2.0}), 512)
     assert old["config"].rope_parameters == {"rope_type": "linear", "factor": 2.0, "rope_theta": own}
+
+
+def test_training_past_the_model_context_is_a_warning(tiny_qwen2):
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(tiny_qwen2)  # 2,048 positions
+    card = load_card(StudentCard, "qwen2.5-math-7b")
+    assert context_warning(config, 2048, card) is None
+    warning = context_warning(config, 32768, card)
+    assert "max_length=32768 is beyond the 2048 positions of qwen2.5-math-7b's model" in warning
+    # the RoPE-300k card raises the positions itself: no warning
+    rope_card = load_card(StudentCard, "qwen2.5-math-7b-rope-300k")
+    assert context_warning(rope_overrides(str(tiny_qwen2), {}, rope_card, 32768)["config"], 32768, rope_card) is None
 
 
 @pytest.mark.parametrize("scaling, message", [

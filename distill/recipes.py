@@ -125,6 +125,9 @@ def build(cls: type, data: dict, source: str, path: str = "") -> Any:
     """Build frozen dataclass `cls` from a mapping, rejecting unknown keys and wrong types."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    if "chat_template" in data and "chat_template" in fields:
+        # a file named in a recipe or by --set (a card's own was read already, relative to the card)
+        data = {**data, "chat_template": _template_file(data["chat_template"], Path.cwd(), source)}
     for key in data:
         if key not in fields:
             raise unknown_key_error(str(key), list(fields), source, path)
@@ -168,12 +171,34 @@ def _rebase(value: Any, base: Path) -> Any:
     return str(candidate) if candidate.exists() else value
 
 
+_TEMPLATE_SUFFIXES = (".jinja", ".jinja2", ".j2")
+
+
+def _template_file(value: Any, base: Path, source: str) -> Any:
+    """`chat_template: templates/x.jinja` names a file (relative to `base`, the folder of the YAML
+    file that says it): its text replaces the name. A template written out in full is left as it is."""
+    if not isinstance(value, str) or "\n" in value or "{" in value or not value.strip().endswith(_TEMPLATE_SUFFIXES):
+        return value
+    path = Path(value.strip()).expanduser()
+    if not path.is_absolute():
+        path = base / path
+    try:
+        return path.read_text()
+    except OSError as e:
+        raise ConfigError(
+            f"{source}: chat_template file {path} cannot be read ({e.strerror}); "
+            "give a path relative to the card's folder, or the template itself"
+        ) from None
+
+
 def _read_card(path: Path) -> dict:
     data = load_yaml(path)
     data.setdefault("name", path.stem)
     for key in ("model", "path"):  # a local model folder, a local data file
         if key in data:
             data[key] = _rebase(data[key], path.parent)
+    if "chat_template" in data:
+        data["chat_template"] = _template_file(data["chat_template"], path.parent, str(path))
     return data
 
 
@@ -272,12 +297,14 @@ def find_recipe(name: str) -> Path:
     return cards.find("recipes", name)
 
 
-def _rebase_recipe(raw: dict, base: Path) -> None:
+def _rebase_recipe(raw: dict, base: Path, source: str) -> None:
     for key in ("teacher", "student"):
         if isinstance(raw.get(key), dict) and "card" in raw[key]:
             raw[key]["card"] = _rebase(raw[key]["card"], base)
         elif key in raw:
             raw[key] = _rebase(raw[key], base)
+        if isinstance(raw.get(key), dict) and "chat_template" in raw[key]:  # relative to the recipe
+            raw[key]["chat_template"] = _template_file(raw[key]["chat_template"], base, source)
     for entries in _source_lists(raw):
         for entry in entries:
             if isinstance(entry, dict):
@@ -311,7 +338,7 @@ def load_recipe(
         raw.setdefault("name", path.stem)
         source = str(path)
         raw = _normalise_recipe(raw)
-        _rebase_recipe(raw, path.parent)
+        _rebase_recipe(raw, path.parent, source)
     recipe = build(Recipe, raw, source)  # errors here name the recipe or card file
     for i, assignment in enumerate(overrides):
         label = labels[i] if labels else f"--set {assignment}"
@@ -333,7 +360,7 @@ def _translate(raw: dict, path: Path, source: str) -> tuple[dict, list[str], dic
         out, warnings, names = foreign.from_trl(raw, source)
     out["name"] = path.stem
     out["description"] = f"{foreign.detect(raw)} recipe {path.name}"
-    _rebase_recipe(out, path.parent)
+    _rebase_recipe(out, path.parent, source)
     return out, warnings, names
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from . import models, runfolder, shards
 from .config import Recipe
 from .errors import ConfigError, UserError
+from .student import context_warning, load_tokenizer, rope_overrides
 from .ui import console, plural
 
 STAGE = "student"
@@ -56,27 +57,6 @@ def _as_pairs(ds, where):
         return {"prompt": messages[:-1], "completion": messages[-1:]}
 
     return ds.map(split, remove_columns=["messages"])
-
-
-PROBE = [{"role": "user", "content": "PROBE-QUESTION"},
-         {"role": "assistant", "content": "<think>\nPROBE-REASONING\n</think>\n\nPROBE-ANSWER"}]
-
-
-def _check_template(tokenizer, student) -> None:
-    """The student must see the teacher's reasoning: a chat template that drops `<think>…</think>`
-    from the assistant turn (DeepSeek-R1-Distill's does) would train it on bare answers."""
-    where = f"student card '{student.name}'"
-    if not tokenizer.chat_template:
-        raise UserError(f"{where}: the tokenizer has no chat template; set `chat_template:` in the card")
-    try:
-        text = tokenizer.apply_chat_template(PROBE, tokenize=False)
-    except Exception as e:  # noqa: BLE001 - a template error is the card's, whatever jinja raised
-        raise UserError(f"{where}: its chat template fails on a plain conversation ({str(e).splitlines()[0]})") from None
-    if "PROBE-REASONING" not in text or "PROBE-ANSWER" not in text:
-        raise UserError(
-            f"{where}: its chat template drops the <think> reasoning from the assistant turn; "
-            "set `chat_template:` in the card to one that keeps the assistant content as it is"
-        )
 
 
 def _overlong(dataset, tokenizer, max_length: int, action: str):
@@ -131,24 +111,6 @@ def _count_padding(trainer) -> dict:
 def _supervised_counts(dataset) -> list[int]:
     """Tokens per row that carry loss, as TRL prepared them (after masking and truncation)."""
     return [sum(1 for t in labels if t != -100) for labels in dataset["labels"]]
-
-
-def _rope_overrides(path: str, kwargs: dict, student) -> dict:
-    """The card's RoPE settings laid over the model's config (open-r1 trains Qwen2.5-Math-7B at
-    32k with its RoPE base raised to 300k); an empty dict when the card sets none."""
-    if student.rope_theta is None and student.rope_scaling is None:
-        return {}
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(path, **kwargs)
-    if student.rope_theta is not None:
-        config.rope_theta = student.rope_theta
-        rope = getattr(config, "rope_parameters", None)  # transformers 5 keeps the base here too
-        if isinstance(rope, dict):
-            rope["rope_theta"] = student.rope_theta
-    if student.rope_scaling is not None:
-        config.rope_scaling = dict(student.rope_scaling)
-    return {"config": config}
 
 
 def _trl_extra(extra: dict) -> dict:
@@ -210,7 +172,7 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
         runfolder.claim(Path(out), recipe, "train", started=True)
         summary = json.loads(summary_path.read_text())
         if merge and not (stage / "merged").is_dir():
-            _merge(stage, student)
+            _merge(stage, student, max_length=cfg.max_length or student.max_length)
         console.print(f"train: {stage} is complete; skipping")
         return summary
     dataset = _load_rows(folder, cfg)
@@ -223,7 +185,7 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
     runfolder.claim(Path(out), recipe, "train", started=checkpoint is not None)
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
     from trl import SFTConfig, SFTTrainer
 
@@ -232,14 +194,7 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
     warnings.filterwarnings("ignore", message=r".*gradient_checkpointing` is deprecated", category=FutureWarning)
     models.check_loadable(student, "student")
     path, kwargs = models.load_args(student)
-    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
-    if student.chat_template:
-        tokenizer.chat_template = student.chat_template
-    if student.eos_token:
-        tokenizer.eos_token = student.eos_token
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    _check_template(tokenizer, student)
+    tokenizer = load_tokenizer(path, kwargs, student)
     max_length = cfg.max_length or student.max_length
     dataset, overlong = _overlong(dataset, tokenizer, max_length, cfg.overlong)
     if overlong:
@@ -254,9 +209,17 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
         load["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
         )
-    load.update(_rope_overrides(path, kwargs, student))
+    rope = rope_overrides(path, kwargs, student, max_length)
+    if rope:
+        config = rope["config"]
+        console.print(f"train: RoPE {config.rope_parameters}, max_position_embeddings {config.max_position_embeddings} "
+                      "from the student card" + (" (load the adapter on a base with the same settings, or use --merge, "
+                                                 "whose config.json keeps them)" if cfg.method != "full" else ""))
+    load.update(rope)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **load)
     _align_eos(model, tokenizer)
+    if (warning := context_warning(model.config, max_length, student)) is not None:
+        console.print(warning)
     peft_config = None
     if cfg.method in ("lora", "qlora"):
         from peft import LoraConfig
@@ -387,16 +350,23 @@ def _quiet_logs(trainer) -> None:
     trainer.add_callback(Report())
 
 
-def _merge(stage: Path, student, model=None) -> None:
+def _merge(stage: Path, student, model=None, max_length: int | None = None) -> None:
     """Write adapter + base merged into plain weights at `stage/merged`."""
     merged = stage / "merged"
     if not (stage / "adapter_config.json").is_file():
         console.print("train: full fine-tuning already wrote plain weights; nothing to merge")
         return
-    from peft import AutoPeftModelForCausalLM
+    from peft import AutoPeftModelForCausalLM, PeftModel
 
     if model is None:
-        model = AutoPeftModelForCausalLM.from_pretrained(str(stage))
+        path, kwargs = models.load_args(student)
+        rope = rope_overrides(path, kwargs, student, max_length or student.max_length)
+        if rope:  # the adapter records only its base model: lay the card's RoPE settings over it again
+            from transformers import AutoModelForCausalLM
+
+            model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(path, **kwargs, **rope), str(stage))
+        else:
+            model = AutoPeftModelForCausalLM.from_pretrained(str(stage))
     model.merge_and_unload().save_pretrained(str(merged))
     from transformers import AutoTokenizer, GenerationConfig
 

@@ -13,7 +13,7 @@ import math
 import warnings
 from pathlib import Path
 
-from . import models, runfolder, shards
+from . import models, runfolder, shards, train_options
 from .config import Recipe
 from .errors import ConfigError, UserError
 from .ui import console, plural
@@ -104,16 +104,17 @@ def _align_eos(model, tokenizer) -> None:
 
 
 def _count_padding(trainer) -> dict:
-    """Wrap the trainer's collator to count pad tokens in the batches it really builds."""
+    """Wrap the trainer's collator to count pad tokens in the batches it really builds: the batch's
+    token slots less the tokens of the rows that went in. That holds for padded batches and for
+    padding-free packed ones (one flat row, no attention_mask, padded only by pad_to_multiple_of)."""
     counts = {"pad": 0, "tokens": 0}
     collate = trainer.data_collator
 
     def counting(features):
         batch = collate(features)
-        mask = batch.get("attention_mask") if hasattr(batch, "get") else None
-        if mask is not None:
-            counts["tokens"] += int(mask.numel())
-            counts["pad"] += int((mask == 0).sum())
+        slots = int(batch["input_ids"].numel())
+        counts["tokens"] += slots
+        counts["pad"] += slots - sum(len(f["input_ids"]) for f in features)
         return batch
 
     trainer.data_collator = counting
@@ -243,7 +244,9 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
         )
     load.update(_rope_overrides(path, kwargs, student))
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **load)
+    attention = train_options.attention(cfg, on_gpu)
+    liger = train_options.liger(cfg, on_gpu)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attention, **load)
     _align_eos(model, tokenizer)
     peft_config = None
     if cfg.method in ("lora", "qlora"):
@@ -280,6 +283,10 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
         max_length=max_length,
         completion_only_loss=cfg.loss_on == "assistant",
         gradient_checkpointing=cfg.gradient_checkpointing,
+        # reentrant checkpointing loses the gradient when only LoRA adapters train (frozen inputs)
+        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        packing=cfg.packing,  # TRL's default strategy (bfd) is padding-free: one flat row per batch
+        use_liger_kernel=liger,
         bf16=dtype == torch.bfloat16,  # never bf16 on a CPU: TrainingArguments refuses it there
         fp16=False,
         use_cpu=not on_gpu,
@@ -298,9 +305,10 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
         )
     empty = sum(1 for c in counts if c == 0)
     console.print(
-        f"train: {len(counts)} conversations, {sum(counts)} supervised tokens"
+        f"train: {dataset.num_rows} conversations, {sum(counts)} supervised tokens"
         + (f" ({empty} rows have none: cut at max_length={max_length})" if empty else "")
-        + f", {cfg.method} on {student.name} in {str(dtype).removeprefix('torch.')}"
+        + f", {cfg.method} on {student.name} in {str(dtype).removeprefix('torch.')}, {attention} attention"
+        + (", packed" if cfg.packing else "") + (", Liger kernels" if liger else "")
     )
     _quiet_logs(trainer)
     padding = _count_padding(trainer)
@@ -316,7 +324,7 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
     summary = {
         "student": models.describe(student),
         "method": cfg.method,
-        "rows": len(counts),
+        "rows": dataset.num_rows,  # conversations (TRL's rows are packed sequences when packing)
         "supervised_tokens": sum(counts),
         "rows_without_supervised_tokens": empty,
         "steps": trainer.state.global_step,
@@ -325,6 +333,9 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
         "train_loss": result.training_loss if math.isfinite(result.training_loss) else None,
         "train_seconds": round(result.metrics.get("train_runtime", 0.0), 2),
         "dtype": str(dtype).removeprefix("torch."),
+        "attention": attention,
+        "packing": cfg.packing,
+        "liger": liger,
         "overlong": overlong,
         "overlong_action": cfg.overlong,
         "padding_waste": round(padding["pad"] / padding["tokens"], 4) if padding["tokens"] else None,

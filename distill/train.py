@@ -165,6 +165,12 @@ def check_config(recipe: Recipe) -> None:
     if recipe.student is None:
         raise ConfigError(f"recipe '{recipe.name}' names no student: add `student: CARD` or --set student=CARD")
     _trl_extra(recipe.train.trl)
+    if recipe.train.liger or recipe.train.attn_implementation:  # the choices that can fail on this machine
+        import torch
+
+        on_gpu = torch.cuda.is_available()
+        train_options.attention(recipe.train, on_gpu)
+        train_options.liger(recipe.train, on_gpu)
     if recipe.train.method == "qlora":
         import torch
 

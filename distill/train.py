@@ -165,6 +165,8 @@ def check_config(recipe: Recipe) -> None:
     if recipe.student is None:
         raise ConfigError(f"recipe '{recipe.name}' names no student: add `student: CARD` or --set student=CARD")
     _trl_extra(recipe.train.trl)
+    train_options.check_reporters(recipe.train)
+    train_options.check_hub(recipe.train)
     if recipe.train.liger or recipe.train.attn_implementation:  # the choices that can fail on this machine
         import torch
 
@@ -321,9 +323,11 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
     if checkpoint is not None:
         console.print(f"train: resuming from {checkpoint.name}")
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
-    trainer.save_model(str(stage))
-    tokenizer.save_pretrained(str(stage))
-    model.generation_config.save_pretrained(str(stage))  # with the aligned EOS, for the merged model too
+    trainer.save_model(str(stage))  # every process: ZeRO-3 and FSDP gather the weights; rank 0 writes
+    main = trainer.is_world_process_zero()
+    if main:
+        tokenizer.save_pretrained(str(stage))
+        model.generation_config.save_pretrained(str(stage))  # with the aligned EOS, for the merged model too
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     # One logged step is noisy (the last batch may be a single row): compare quarters.
     quarter = max(1, len(losses) // 4)
@@ -347,6 +351,8 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
         "padding_waste": round(padding["pad"] / padding["tokens"], 4) if padding["tokens"] else None,
         "batch_tokens": padding["tokens"] - padding["pad"],  # non-pad tokens the model was trained on
     }
+    if not main:  # under accelerate: the other processes' counts are their own batches; rank 0 writes
+        return summary
     if padding["tokens"]:
         console.print(f"train: padding waste {100 * summary['padding_waste']:.1f}% of the batch tokens")
     shards.write_json(stage / "train_log.json", trainer.state.log_history)

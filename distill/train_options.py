@@ -8,6 +8,7 @@ start instead of an error (or silently wrong attention) after minutes of set-up.
 from __future__ import annotations
 
 import importlib
+import os
 
 from .config import TrainConfig
 from .errors import ConfigError
@@ -58,3 +59,47 @@ def liger(cfg: TrainConfig, on_gpu: bool) -> bool:
     if cfg.liger and not on_gpu:
         raise ConfigError("train.liger: Liger kernels are Triton GPU kernels; set train.liger: false on this machine")
     return cfg.liger
+
+
+# The package each reporter needs (transformers' integrations import these when training starts).
+REPORTER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb"),
+                     "trackio": ("trackio", "trackio")}
+
+
+def check_reporters(cfg: TrainConfig) -> None:
+    """Each train.report_to entry must have its package installed; else one line now, not an
+    ImportError after the model has loaded."""
+    import importlib.util
+
+    for name in cfg.report_to:
+        module, pip_name = REPORTER_PACKAGES[name]
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(f"train.report_to: {name} needs the {pip_name} package: pip install {pip_name} "
+                              f"(or remove {name} from train.report_to)")
+
+
+def _offline() -> bool:
+    return any(os.environ.get(v, "").strip().upper() in ("1", "ON", "YES", "TRUE")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def check_hub(cfg: TrainConfig) -> None:
+    """push_to_hub needs the hub and a token that it accepts: check both before training, so an
+    offline run fails in its first second rather than after the last step."""
+    if not cfg.push_to_hub:
+        return
+    if _offline():
+        raise ConfigError("train.push_to_hub: the hub is switched off here (HF_HUB_OFFLINE is set); "
+                          "set train.push_to_hub: false and upload the student folder later")
+    from huggingface_hub import HfApi, get_token
+
+    token = get_token()
+    if not token:
+        raise ConfigError("train.push_to_hub: no Hugging Face token; run `hf auth login` or set HF_TOKEN "
+                          "(or set train.push_to_hub: false)")
+    try:
+        HfApi().whoami(token=token)
+    except Exception as e:  # noqa: BLE001 - offline, refused token, proxy: all one line
+        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise ConfigError(f"train.push_to_hub: cannot reach the hub with this machine's token ({reason}); "
+                          "check the network and `hf auth whoami`, or set train.push_to_hub: false") from None

@@ -151,3 +151,109 @@ def test_gpu_benchmark_runs_tiny_on_the_cpu(tmp_path, monkeypatch):
     assert result["ratio"] == pytest.approx(result["distill"]["tokens_per_s"] / result["trl"]["tokens_per_s"], rel=1e-2)
     mfu = 6 * result["parameters"] * result["trl"]["tokens_per_s"] / 989e12
     assert result["trl"]["mfu"] == pytest.approx(mfu, abs=1e-4)
+
+
+# ---------------------------------------------------------------- accelerate launch
+
+
+def test_bundled_accelerate_configs_are_valid():
+    import yaml
+
+    from distill.accelerate_launch import bundled, config_path
+
+    assert bundled() == ["ddp", "fsdp", "zero2", "zero3"]
+    kinds = {name: yaml.safe_load(config_path(name).read_text())["distributed_type"] for name in bundled()}
+    assert kinds == {"ddp": "MULTI_GPU", "fsdp": "FSDP", "zero2": "DEEPSPEED", "zero3": "DEEPSPEED"}
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    for name in bundled():  # accelerate itself reads each one
+        assert load_config_from_file(str(config_path(name))).distributed_type.value == kinds[name]
+
+
+def test_the_accelerate_command_line(tmp_path):
+    from distill.accelerate_launch import CONFIGS, command, config_path
+
+    args = ["--recipe", "r.yaml", "--data", "d", "--out", "o", "--set", "train.max_steps=2"]
+    assert command(config_path("zero3"), 8, args) == [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / "zero3.yaml"),
+        "--num_processes", "8", "-m", "distill", "train", *args]
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("distributed_type: MULTI_GPU\n")
+    assert command(config_path(str(mine)), None, [])[4:6] == [str(mine), "-m"]  # the file's own num_processes
+    with pytest.raises(ConfigError, match="unknown config 'zero4'; bundled: ddp, fsdp, zero2, zero3"):
+        config_path("zero4")
+    with pytest.raises(ConfigError, match="does not exist"):
+        config_path(str(tmp_path / "missing.yaml"))
+
+
+def test_accelerate_cli_errors_are_one_line(tiny_recipe, filtered_run):
+    from distill import train_options
+
+    base = ["train", "-r", tiny_recipe(), "--data", filtered_run, "--out", filtered_run]
+    cases = [(["--accelerate", "zero4"], "unknown config 'zero4'; bundled: ddp, fsdp, zero2, zero3"),
+             (["--num-processes", "2"], "--num-processes needs --accelerate CONFIG")]
+    if not train_options._imports("deepspeed"):
+        cases.append((["--accelerate", "zero3", "--num-processes", "8"], "pip install deepspeed"))
+    for extra, message in cases:
+        result = run_cli(*base, *extra)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-1500:]
+        assert message in result.stderr
+
+
+def test_ddp_on_two_cpu_processes(tiny_recipe, filtered_run):
+    """A real `--accelerate ddp --num-processes 2` run on the CPU (gloo): both processes train,
+    rank 0 alone writes the student, the summary and the plot."""
+    recipe = tiny_recipe(train={"max_steps": 2, "batch_size": 1, "gradient_checkpointing": False})
+    result = run_cli("train", "-r", recipe, "--data", filtered_run, "--out", filtered_run,
+                     "--accelerate", "ddp", "--num-processes", "2",
+                     env={"OMP_NUM_THREADS": "1", "MASTER_PORT": "29517"}, timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "accelerate launch with" in result.stdout and result.stdout.count("student: 2 steps") == 1
+    assert result.stdout.count("train: 4 conversations") == 2  # each process prepared the data and trained
+    student = filtered_run / "student"
+    summary = json.loads((student / "train_summary.json").read_text())
+    assert summary["steps"] == 2 and (student / "adapter_model.safetensors").is_file()
+    assert (student / "loss.png").is_file()
+    log = [e for e in json.loads((student / "train_log.json").read_text()) if "loss" in e]
+    # two processes, batch 1 each: the 4 rows are 2 steps of 2, one epoch (1 row each: 4 steps, 1.0 at step 4)
+    assert [e["epoch"] for e in log] == [0.5, 1.0]
+
+
+# ---------------------------------------------------------------- reporters and the hub
+
+
+@pytest.mark.parametrize("reporter", ["tensorboard", "wandb", "trackio"])
+def test_a_reporter_without_its_package_is_one_line_before_training(tiny_recipe, filtered_run, reporter):
+    import importlib.util
+
+    if importlib.util.find_spec(reporter) is not None:
+        pytest.skip(f"{reporter} is installed here")
+    result = run_cli("train", "-r", tiny_recipe(), "--data", filtered_run, "--out", filtered_run,
+                     "--set", f"train.report_to=[{reporter}]")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-1500:]
+    assert f"train.report_to: {reporter} needs the {reporter} package: pip install {reporter}" in result.stderr
+    assert "conversations" not in result.stdout  # nothing was loaded or trained
+
+
+def test_tensorboard_receives_the_loss(tiny_recipe, filtered_run):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        pytest.skip("tensorboard is not installed here")
+    run_train(load_recipe(str(tiny_recipe()), ["train.report_to=[tensorboard]"]), filtered_run, filtered_run)
+    events = list((filtered_run / "student").rglob("events.out.tfevents.*"))
+    assert events and any(e.stat().st_size > 0 for e in events)
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"HF_HUB_OFFLINE": "1"}, "the hub is switched off here (HF_HUB_OFFLINE is set)"),
+    ({"HF_HUB_OFFLINE": "0", "HF_TOKEN": ""}, "no Hugging Face token; run `hf auth login` or set HF_TOKEN"),
+    ({"HF_HUB_OFFLINE": "0", "HF_TOKEN": "hf_not_a_real_token"}, "cannot reach the hub with this machine's token"),
+])
+def test_push_to_hub_that_cannot_work_fails_at_the_start(tiny_recipe, filtered_run, tmp_path, env, message):
+    result = run_cli("train", "-r", tiny_recipe(), "--data", filtered_run, "--out", filtered_run,
+                     "--set", "train.hub_model_id=someone/tiny-student", "--set", "train.push_to_hub=true",
+                     env={**env, "HF_HOME": str(tmp_path / "hf-home")})  # no stored token
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-1500:]
+    assert message in result.stderr and "conversations" not in result.stdout
+    assert not (filtered_run / "student").exists()

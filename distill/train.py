@@ -13,7 +13,7 @@ import math
 import warnings
 from pathlib import Path
 
-from . import models, runfolder, shards
+from . import models, runfolder, shards, train_options
 from .config import Recipe
 from .errors import ConfigError, UserError
 from .student import context_warning, load_tokenizer, rope_overrides
@@ -92,16 +92,17 @@ def _align_eos(model, tokenizer) -> None:
 
 
 def _count_padding(trainer) -> dict:
-    """Wrap the trainer's collator to count pad tokens in the batches it really builds."""
+    """Wrap the trainer's collator to count pad tokens in the batches it really builds: the batch's
+    token slots less the tokens of the rows that went in. That holds for padded batches and for
+    padding-free packed ones (one flat row, no attention_mask, padded only by pad_to_multiple_of)."""
     counts = {"pad": 0, "tokens": 0}
     collate = trainer.data_collator
 
     def counting(features):
         batch = collate(features)
-        mask = batch.get("attention_mask") if hasattr(batch, "get") else None
-        if mask is not None:
-            counts["tokens"] += int(mask.numel())
-            counts["pad"] += int((mask == 0).sum())
+        slots = int(batch["input_ids"].numel())
+        counts["tokens"] += slots
+        counts["pad"] += slots - sum(len(f["input_ids"]) for f in features)
         return batch
 
     trainer.data_collator = counting
@@ -134,6 +135,14 @@ def check_config(recipe: Recipe) -> None:
     if recipe.student is None:
         raise ConfigError(f"recipe '{recipe.name}' names no student: add `student: CARD` or --set student=CARD")
     _trl_extra(recipe.train.trl)
+    train_options.check_reporters(recipe.train)
+    train_options.check_hub(recipe.train)
+    if recipe.train.liger or recipe.train.attn_implementation:  # the choices that can fail on this machine
+        import torch
+
+        on_gpu = torch.cuda.is_available()
+        train_options.attention(recipe.train, on_gpu)
+        train_options.liger(recipe.train, on_gpu)
     if recipe.train.method == "qlora":
         import torch
 
@@ -216,7 +225,9 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
                       "from the student card" + (" (load the adapter on a base with the same settings, or use --merge, "
                                                  "whose config.json keeps them)" if cfg.method != "full" else ""))
     load.update(rope)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **load)
+    attention = train_options.attention(cfg, on_gpu)
+    liger = train_options.liger(cfg, on_gpu)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attention, **load)
     _align_eos(model, tokenizer)
     if (warning := context_warning(model.config, max_length, student)) is not None:
         console.print(warning)
@@ -255,6 +266,10 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
         max_length=max_length,
         completion_only_loss=cfg.loss_on == "assistant",
         gradient_checkpointing=cfg.gradient_checkpointing,
+        # reentrant checkpointing loses the gradient when only LoRA adapters train (frozen inputs)
+        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        packing=cfg.packing,  # TRL's default strategy (bfd) is padding-free: one flat row per batch
+        use_liger_kernel=liger,
         bf16=dtype == torch.bfloat16,  # never bf16 on a CPU: TrainingArguments refuses it there
         fp16=False,
         use_cpu=not on_gpu,
@@ -273,25 +288,28 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
         )
     empty = sum(1 for c in counts if c == 0)
     console.print(
-        f"train: {len(counts)} conversations, {sum(counts)} supervised tokens"
+        f"train: {dataset.num_rows} conversations, {sum(counts)} supervised tokens"
         + (f" ({empty} rows have none: cut at max_length={max_length})" if empty else "")
-        + f", {cfg.method} on {student.name} in {str(dtype).removeprefix('torch.')}"
+        + f", {cfg.method} on {student.name} in {str(dtype).removeprefix('torch.')}, {attention} attention"
+        + (", packed" if cfg.packing else "") + (", Liger kernels" if liger else "")
     )
     _quiet_logs(trainer)
     padding = _count_padding(trainer)
     if checkpoint is not None:
         console.print(f"train: resuming from {checkpoint.name}")
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
-    trainer.save_model(str(stage))
-    tokenizer.save_pretrained(str(stage))
-    model.generation_config.save_pretrained(str(stage))  # with the aligned EOS, for the merged model too
+    trainer.save_model(str(stage))  # every process: ZeRO-3 and FSDP gather the weights; rank 0 writes
+    main = trainer.is_world_process_zero()
+    if main:
+        tokenizer.save_pretrained(str(stage))
+        model.generation_config.save_pretrained(str(stage))  # with the aligned EOS, for the merged model too
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     # One logged step is noisy (the last batch may be a single row): compare quarters.
     quarter = max(1, len(losses) // 4)
     summary = {
         "student": models.describe(student),
         "method": cfg.method,
-        "rows": len(counts),
+        "rows": dataset.num_rows,  # conversations (TRL's rows are packed sequences when packing)
         "supervised_tokens": sum(counts),
         "rows_without_supervised_tokens": empty,
         "steps": trainer.state.global_step,
@@ -300,11 +318,16 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
         "train_loss": result.training_loss if math.isfinite(result.training_loss) else None,
         "train_seconds": round(result.metrics.get("train_runtime", 0.0), 2),
         "dtype": str(dtype).removeprefix("torch."),
+        "attention": attention,
+        "packing": cfg.packing,
+        "liger": liger,
         "overlong": overlong,
         "overlong_action": cfg.overlong,
         "padding_waste": round(padding["pad"] / padding["tokens"], 4) if padding["tokens"] else None,
         "batch_tokens": padding["tokens"] - padding["pad"],  # non-pad tokens the model was trained on
     }
+    if not main:  # under accelerate: the other processes' counts are their own batches; rank 0 writes
+        return summary
     if padding["tokens"]:
         console.print(f"train: padding waste {100 * summary['padding_waste']:.1f}% of the batch tokens")
     shards.write_json(stage / "train_log.json", trainer.state.log_history)

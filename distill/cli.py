@@ -127,21 +127,50 @@ def filter_(
 @app.command()
 def train(
     recipe: RecipeOpt,
-    data: Annotated[Path, typer.Option("--data", "-d", help="Run folder, filtered/ folder, or Parquet folder with `messages`.")],
     out: OutOpt,
+    data: Annotated[
+        Optional[Path],
+        typer.Option("--data", "-d", help="Run folder, filtered/ folder, or Parquet folder with `messages`; "
+                     "optional when the recipe names its data (train.data, dataset_name, dataset)."),
+    ] = None,
     sets: SetOpt = None,
     merge: Annotated[bool, typer.Option("--merge", help="Also write merged weights to OUT/student/merged.")] = False,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")
     ] = False,
+    accelerate: Annotated[
+        Optional[str],
+        typer.Option("--accelerate", help="Multi-GPU: ddp, zero2, zero3, fsdp (bundled) or an accelerate YAML path."),
+    ] = None,
+    num_processes: Annotated[
+        Optional[int], typer.Option("--num-processes", help="Processes (GPUs) for --accelerate; default: the config's.")
+    ] = None,
 ) -> None:
-    """Fine-tune the student on verified traces (loss on the assistant turn only)."""
+    """Fine-tune the student on verified traces. RECIPE may also be an open-r1 or LLaMA-Factory
+    training YAML, read as it is (--set then changes its own keys, e.g. --set max_steps=2)."""
 
     def body() -> None:
         from .train import run_train
         from .ui import console
 
+        if accelerate is not None:  # the same command, minus these two options, in N processes
+            from .accelerate_launch import relaunch
+            from .train import check_config
+
+            check_config(_recipe(recipe, sets))  # a bad recipe or setting fails here once, not in every process
+            args = ["--recipe", recipe, "--data", str(data), "--out", str(out)]
+            args += [a for s in sets or [] for a in ("--set", s)]
+            args += ["--merge"] * merge + ["--resume"] * resume
+            relaunch(accelerate, num_processes, args)
+            return
+        if num_processes is not None:
+            raise ConfigError("--num-processes needs --accelerate CONFIG (ddp, zero2, zero3, fsdp or a YAML path)")
+
         summary = run_train(_recipe(recipe, sets), data, out, merge=merge, resume=resume)
+        from .accelerate_launch import is_main_process
+
+        if not is_main_process():  # one of N processes under accelerate: rank 0 reports
+            return
         first, last = summary["loss_first"], summary["loss_last"]
         loss = f"{first:.3f} → {last:.3f}" if first is not None else "n/a"
         console.print(f"student: {summary['steps']} steps, loss {loss}, saved in {out / 'student'}")

@@ -233,6 +233,40 @@ class FilterConfig:
                 _require(float(value).is_integer(), f"quotas.{group}", value, "must be a whole row count")
 
 
+CHAT_ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """One source of training conversations, named by the recipe (`train.data`): what open-r1's
+    `dataset_name` / `dataset_mixture` and LLaMA-Factory's `dataset` become. Without it,
+    `distill train --data IN` trains on the filter's output."""
+
+    source: str  # a local Parquet/JSONL/JSON file or folder, a dataset card name, or a hub dataset id
+    config: str | None = None  # hub config (subset)
+    split: str | None = None  # None: train (a dataset card's own split for a card)
+    columns: tuple[str, ...] | None = None  # keep only these columns first (open-r1's `columns`)
+    weight: float | None = None  # share of the rows kept, drawn under train.data_seed (open-r1's `weight`)
+    limit: int | None = None  # the first N rows only (LLaMA-Factory's `max_samples`)
+    messages: str | None = None  # column holding the conversation; None: `messages`, else `conversations`
+    system: str | None = None  # ShareGPT: column with the system prompt; None: `system` when the row has one
+    prompt: str | None = None  # or a conversation built from a prompt column,
+    reasoning: str | None = None  # an optional reasoning column (written as <think>…</think>)
+    response: str | None = None  # and a response column
+    role_tag: str = "from"  # ShareGPT turn keys (LLaMA-Factory's tags)
+    content_tag: str = "value"
+    roles: dict = field(default_factory=dict)  # ShareGPT speaker -> system/user/assistant, beyond human/gpt/…
+
+    def __post_init__(self) -> None:
+        _require(bool(self.source), "source", self.source, "must name a file, folder, card or hub dataset")
+        _require(self.weight is None or 0 < self.weight <= 1, "weight", self.weight, "must be in (0, 1]")
+        _require(self.limit is None or self.limit >= 1, "limit", self.limit, "must be at least 1")
+        _require((self.prompt is None) == (self.response is None), "response", self.response,
+                 "and prompt must be given together")
+        for speaker, role in self.roles.items():
+            _require(role in CHAT_ROLES, f"roles.{speaker}", role, f"must be one of {', '.join(CHAT_ROLES)}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     method: str = "lora"
@@ -266,6 +300,8 @@ class TrainConfig:
     push_to_hub: bool = False  # push the trained student to hub_model_id
     hub_model_id: str | None = None
     trl: dict = field(default_factory=dict)  # further SFTConfig arguments, passed to TRL untouched
+    data: tuple[TrainData, ...] = ()  # training conversations named by the recipe; --data replaces them
+    data_seed: int = 0  # shuffles a mixture and draws its `weight` shares (open-r1's dataset_mixture.seed)
 
     def __post_init__(self) -> None:
         _one_of("method", self.method, TRAIN_METHODS)

@@ -125,6 +125,9 @@ def build(cls: type, data: dict, source: str, path: str = "") -> Any:
     """Build frozen dataclass `cls` from a mapping, rejecting unknown keys and wrong types."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    if "chat_template" in data and "chat_template" in fields:
+        # a file named in a recipe or by --set (a card's own was read already, relative to the card)
+        data = {**data, "chat_template": _template_file(data["chat_template"], Path.cwd(), source)}
     for key in data:
         if key not in fields:
             raise unknown_key_error(str(key), list(fields), source, path)
@@ -168,12 +171,34 @@ def _rebase(value: Any, base: Path) -> Any:
     return str(candidate) if candidate.exists() else value
 
 
+_TEMPLATE_SUFFIXES = (".jinja", ".jinja2", ".j2")
+
+
+def _template_file(value: Any, base: Path, source: str) -> Any:
+    """`chat_template: templates/x.jinja` names a file (relative to `base`, the folder of the YAML
+    file that says it): its text replaces the name. A template written out in full is left as it is."""
+    if not isinstance(value, str) or "\n" in value or "{" in value or not value.strip().endswith(_TEMPLATE_SUFFIXES):
+        return value
+    path = Path(value.strip()).expanduser()
+    if not path.is_absolute():
+        path = base / path
+    try:
+        return path.read_text()
+    except OSError as e:
+        raise ConfigError(
+            f"{source}: chat_template file {path} cannot be read ({e.strerror}); "
+            "give a path relative to the card's folder, or the template itself"
+        ) from None
+
+
 def _read_card(path: Path) -> dict:
     data = load_yaml(path)
     data.setdefault("name", path.stem)
     for key in ("model", "path"):  # a local model folder, a local data file
         if key in data:
             data[key] = _rebase(data[key], path.parent)
+    if "chat_template" in data:
+        data["chat_template"] = _template_file(data["chat_template"], path.parent, str(path))
     return data
 
 
@@ -205,11 +230,15 @@ def _source_lists(raw: dict) -> list[list]:
 
 def _normalise_recipe(raw: dict) -> dict:
     """Shorthands: `data: gsm8k` or `data: [gsm8k, …]` mean `[{card: gsm8k}, …]`; the same for
-    `filter.decontaminate`."""
+    `filter.decontaminate`; `train.data: FILE` or `[FILE, …]` mean `[{source: FILE}, …]`."""
     if "data" in raw:
         raw["data"] = _sources(raw["data"])
     if isinstance(raw.get("filter"), dict) and "decontaminate" in raw["filter"]:
         raw["filter"]["decontaminate"] = _sources(raw["filter"]["decontaminate"])
+    if isinstance(raw.get("train"), dict) and isinstance(raw["train"].get("data"), (str, list)):
+        entries = raw["train"]["data"]
+        raw["train"]["data"] = [{"source": e} if isinstance(e, str) else e
+                                for e in ([entries] if isinstance(entries, str) else entries)]
     return raw
 
 
@@ -268,18 +297,24 @@ def find_recipe(name: str) -> Path:
     return cards.find("recipes", name)
 
 
-def _rebase_recipe(raw: dict, base: Path) -> None:
+def _rebase_recipe(raw: dict, base: Path, source: str) -> None:
     for key in ("teacher", "student"):
         if isinstance(raw.get(key), dict) and "card" in raw[key]:
             raw[key]["card"] = _rebase(raw[key]["card"], base)
         elif key in raw:
             raw[key] = _rebase(raw[key], base)
+        if isinstance(raw.get(key), dict) and "chat_template" in raw[key]:  # relative to the recipe
+            raw[key]["chat_template"] = _template_file(raw[key]["chat_template"], base, source)
     for entries in _source_lists(raw):
         for entry in entries:
             if isinstance(entry, dict):
                 for key in ("card", "path"):
                     if key in entry:
                         entry[key] = _rebase(entry[key], base)
+    train_data = raw.get("train", {}).get("data") if isinstance(raw.get("train"), dict) else None
+    for entry in train_data if isinstance(train_data, list) else []:
+        if isinstance(entry, dict) and "source" in entry:
+            entry["source"] = _rebase(entry["source"], base)
 
 
 def load_recipe(
@@ -296,15 +331,80 @@ def load_recipe(
     else:
         path = find_recipe(name)
         raw = load_yaml(path)
+        from . import foreign
+
+        if foreign.detect(raw):
+            return _load_foreign(raw, path, list(overrides), labels)
         raw.setdefault("name", path.stem)
         source = str(path)
         raw = _normalise_recipe(raw)
-        _rebase_recipe(raw, path.parent)
+        _rebase_recipe(raw, path.parent, source)
     recipe = build(Recipe, raw, source)  # errors here name the recipe or card file
     for i, assignment in enumerate(overrides):
         label = labels[i] if labels else f"--set {assignment}"
         apply_override(raw, assignment, label)
         recipe = build(Recipe, _normalise_recipe(raw), label)
+    return recipe
+
+
+def _translate(raw: dict, path: Path, source: str) -> tuple[dict, list[str], dict]:
+    """A foreign recipe mapping as distill's (see foreign.py), with its relative paths rebased."""
+    from . import foreign
+
+    raw = dict(raw)
+    if isinstance(raw.get("model_name_or_path"), str):
+        raw["model_name_or_path"] = _rebase(raw["model_name_or_path"], path.parent)
+    if foreign.detect(raw) == foreign.LLAMAFACTORY:
+        out, warnings, names = foreign.from_llamafactory(raw, source, path.parent)
+    else:
+        out, warnings, names = foreign.from_trl(raw, source)
+    out["name"] = path.stem
+    out["description"] = f"{foreign.detect(raw)} recipe {path.name}"
+    _rebase_recipe(out, path.parent, source)
+    return out, warnings, names
+
+
+def _build_foreign(mapping: dict, source: str, names: dict) -> Recipe:
+    """Build the recipe; a bad value is named by the recipe's own key (learning_rate), not distill's."""
+    try:
+        return build(Recipe, _normalise_recipe(mapping), source)
+    except ConfigError as e:
+        message = str(e)
+        for ours, theirs in names.items():
+            if f": {ours} " in message:
+                message = message.replace(f": {ours} ", f": {theirs} ", 1)
+                break
+        raise ConfigError(message) from None
+
+
+def _load_foreign(raw: dict, path: Path, overrides: list[str], labels: list[str] | None) -> Recipe:
+    """An open-r1 or LLaMA-Factory recipe with `--set` overrides. `--set KEY=VALUE` changes the
+    file's own key (`--set max_steps=2`, `--set model_name_or_path=DIR`) before it is read, as an
+    edit of the file would; a key under one of distill's sections (`student…`, `train…`) changes
+    the distill recipe it became (`--set train.dtype=float32`, `--set student=CARD`)."""
+    from . import foreign
+    from .ui import err_console
+
+    ours = []
+    mapping, warnings, names = _translate(raw, path, str(path))
+    recipe = _build_foreign(dict(mapping), str(path), names)
+    for i, assignment in enumerate(overrides):
+        label = labels[i] if labels else f"--set {assignment}"
+        dotted = assignment.partition("=")[0].strip()
+        if foreign.is_distill_key(dotted):
+            ours.append((assignment, label))
+            continue
+        apply_override(raw, assignment, label)
+        try:
+            mapping, warnings, names = _translate(raw, path, str(path))
+            recipe = _build_foreign(dict(mapping), str(path), names)
+        except ConfigError as e:  # the override is at fault, not the file
+            raise ConfigError(str(e).replace(str(path), label, 1)) from None
+    for assignment, label in ours:
+        apply_override(mapping, assignment, label)
+        recipe = build(Recipe, _normalise_recipe(mapping), label)
+    for line in warnings:
+        err_console.print(f"warning: {line}", markup=False, soft_wrap=True)
     return recipe
 
 

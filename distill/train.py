@@ -13,17 +13,24 @@ import math
 import warnings
 from pathlib import Path
 
-from . import models, runfolder, shards
+from . import models, runfolder, shards, train_options
 from .config import Recipe
 from .errors import ConfigError, UserError
+from .student import context_warning, load_tokenizer, rope_overrides
 from .ui import console, plural
 
 STAGE = "student"
 SUMMARY = "train_summary.json"
 
 
-def _load_rows(folder: Path):
-    """The training conversations as a datasets.Dataset of prompt/completion pairs."""
+def _load_rows(folder: Path | None, cfg=None):
+    """The training conversations as a datasets.Dataset of prompt/completion pairs: the Parquet
+    shards in `folder` (the filter's output, `--data`), or with no folder the recipe's own
+    `train.data` sources (files, cards, hub datasets; see sftdata.py)."""
+    if folder is None:
+        from .sftdata import load_conversations
+
+        return _as_pairs(load_conversations(cfg.data, cfg.data_seed), "train.data")
     files = shards.list_files(folder)
     if not files:
         raise UserError(f"{folder}: no Parquet files to train on")
@@ -39,36 +46,17 @@ def _load_rows(folder: Path):
 
     datasets.disable_progress_bars()
     ds = datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train")
-    ds = ds.select_columns(["messages"])
+    return _as_pairs(ds.select_columns(["messages"]), folder)
 
+
+def _as_pairs(ds, where):
     def split(row: dict) -> dict:
         messages = row["messages"]
         if not messages or messages[-1]["role"] != "assistant":
-            raise UserError(f"{folder}: a conversation does not end with an assistant turn")
+            raise UserError(f"{where}: a conversation does not end with an assistant turn")
         return {"prompt": messages[:-1], "completion": messages[-1:]}
 
     return ds.map(split, remove_columns=["messages"])
-
-
-PROBE = [{"role": "user", "content": "PROBE-QUESTION"},
-         {"role": "assistant", "content": "<think>\nPROBE-REASONING\n</think>\n\nPROBE-ANSWER"}]
-
-
-def _check_template(tokenizer, student) -> None:
-    """The student must see the teacher's reasoning: a chat template that drops `<think>…</think>`
-    from the assistant turn (DeepSeek-R1-Distill's does) would train it on bare answers."""
-    where = f"student card '{student.name}'"
-    if not tokenizer.chat_template:
-        raise UserError(f"{where}: the tokenizer has no chat template; set `chat_template:` in the card")
-    try:
-        text = tokenizer.apply_chat_template(PROBE, tokenize=False)
-    except Exception as e:  # noqa: BLE001 - a template error is the card's, whatever jinja raised
-        raise UserError(f"{where}: its chat template fails on a plain conversation ({str(e).splitlines()[0]})") from None
-    if "PROBE-REASONING" not in text or "PROBE-ANSWER" not in text:
-        raise UserError(
-            f"{where}: its chat template drops the <think> reasoning from the assistant turn; "
-            "set `chat_template:` in the card to one that keeps the assistant content as it is"
-        )
 
 
 def _overlong(dataset, tokenizer, max_length: int, action: str):
@@ -104,16 +92,17 @@ def _align_eos(model, tokenizer) -> None:
 
 
 def _count_padding(trainer) -> dict:
-    """Wrap the trainer's collator to count pad tokens in the batches it really builds."""
+    """Wrap the trainer's collator to count pad tokens in the batches it really builds: the batch's
+    token slots less the tokens of the rows that went in. That holds for padded batches and for
+    padding-free packed ones (one flat row, no attention_mask, padded only by pad_to_multiple_of)."""
     counts = {"pad": 0, "tokens": 0}
     collate = trainer.data_collator
 
     def counting(features):
         batch = collate(features)
-        mask = batch.get("attention_mask") if hasattr(batch, "get") else None
-        if mask is not None:
-            counts["tokens"] += int(mask.numel())
-            counts["pad"] += int((mask == 0).sum())
+        slots = int(batch["input_ids"].numel())
+        counts["tokens"] += slots
+        counts["pad"] += slots - sum(len(f["input_ids"]) for f in features)
         return batch
 
     trainer.data_collator = counting
@@ -123,24 +112,6 @@ def _count_padding(trainer) -> dict:
 def _supervised_counts(dataset) -> list[int]:
     """Tokens per row that carry loss, as TRL prepared them (after masking and truncation)."""
     return [sum(1 for t in labels if t != -100) for labels in dataset["labels"]]
-
-
-def _rope_overrides(path: str, kwargs: dict, student) -> dict:
-    """The card's RoPE settings laid over the model's config (open-r1 trains Qwen2.5-Math-7B at
-    32k with its RoPE base raised to 300k); an empty dict when the card sets none."""
-    if student.rope_theta is None and student.rope_scaling is None:
-        return {}
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(path, **kwargs)
-    if student.rope_theta is not None:
-        config.rope_theta = student.rope_theta
-        rope = getattr(config, "rope_parameters", None)  # transformers 5 keeps the base here too
-        if isinstance(rope, dict):
-            rope["rope_theta"] = student.rope_theta
-    if student.rope_scaling is not None:
-        config.rope_scaling = dict(student.rope_scaling)
-    return {"config": config}
 
 
 def _trl_extra(extra: dict) -> dict:
@@ -164,6 +135,14 @@ def check_config(recipe: Recipe) -> None:
     if recipe.student is None:
         raise ConfigError(f"recipe '{recipe.name}' names no student: add `student: CARD` or --set student=CARD")
     _trl_extra(recipe.train.trl)
+    train_options.check_reporters(recipe.train)
+    train_options.check_hub(recipe.train)
+    if recipe.train.liger or recipe.train.attn_implementation:  # the choices that can fail on this machine
+        import torch
+
+        on_gpu = torch.cuda.is_available()
+        train_options.attention(recipe.train, on_gpu)
+        train_options.liger(recipe.train, on_gpu)
     if recipe.train.method == "qlora":
         import torch
 
@@ -186,22 +165,26 @@ def last_checkpoint(stage: Path) -> Path | None:
     return Path(found) if found else None
 
 
-def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume: bool = False) -> dict:
-    """Fine-tune the recipe's student on the kept rows in `data`; write `out/student`. With
+def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False, resume: bool = False) -> dict:
+    """Fine-tune the recipe's student on the kept rows in `data` (None: the recipe's `train.data`);
+    write `out/student`. With
     `resume`, an interrupted run continues from its last checkpoint, with the same data order."""
     check_config(recipe)
     student, cfg = recipe.student, recipe.train
     stage = Path(out) / STAGE
     summary_path = stage / SUMMARY
-    folder = shards.input_folder(data, "filtered", "filter")
+    if data is None and not cfg.data:
+        raise ConfigError("no training data: give --data IN (a run folder, or Parquet with `messages`), "
+                          "or name it in the recipe (train.data, or dataset_name in an open-r1 recipe)")
+    folder = shards.input_folder(data, "filtered", "filter") if data is not None else None
     if summary_path.is_file():
         runfolder.claim(Path(out), recipe, "train", started=True)
         summary = json.loads(summary_path.read_text())
         if merge and not (stage / "merged").is_dir():
-            _merge(stage, student)
+            _merge(stage, student, max_length=cfg.max_length or student.max_length)
         console.print(f"train: {stage} is complete; skipping")
         return summary
-    dataset = _load_rows(folder)
+    dataset = _load_rows(folder, cfg)
     checkpoint = last_checkpoint(stage)
     if checkpoint is not None and not resume:
         raise UserError(
@@ -211,7 +194,7 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
     runfolder.claim(Path(out), recipe, "train", started=checkpoint is not None)
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
     from trl import SFTConfig, SFTTrainer
 
@@ -220,14 +203,7 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
     warnings.filterwarnings("ignore", message=r".*gradient_checkpointing` is deprecated", category=FutureWarning)
     models.check_loadable(student, "student")
     path, kwargs = models.load_args(student)
-    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
-    if student.chat_template:
-        tokenizer.chat_template = student.chat_template
-    if student.eos_token:
-        tokenizer.eos_token = student.eos_token
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    _check_template(tokenizer, student)
+    tokenizer = load_tokenizer(path, kwargs, student)
     max_length = cfg.max_length or student.max_length
     dataset, overlong = _overlong(dataset, tokenizer, max_length, cfg.overlong)
     if overlong:
@@ -242,9 +218,19 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
         load["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
         )
-    load.update(_rope_overrides(path, kwargs, student))
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **load)
+    rope = rope_overrides(path, kwargs, student, max_length)
+    if rope:
+        config = rope["config"]
+        console.print(f"train: RoPE {config.rope_parameters}, max_position_embeddings {config.max_position_embeddings} "
+                      "from the student card" + (" (load the adapter on a base with the same settings, or use --merge, "
+                                                 "whose config.json keeps them)" if cfg.method != "full" else ""))
+    load.update(rope)
+    attention = train_options.attention(cfg, on_gpu)
+    liger = train_options.liger(cfg, on_gpu)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attention, **load)
     _align_eos(model, tokenizer)
+    if (warning := context_warning(model.config, max_length, student)) is not None:
+        console.print(warning)
     peft_config = None
     if cfg.method in ("lora", "qlora"):
         from peft import LoraConfig
@@ -280,6 +266,10 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
         max_length=max_length,
         completion_only_loss=cfg.loss_on == "assistant",
         gradient_checkpointing=cfg.gradient_checkpointing,
+        # reentrant checkpointing loses the gradient when only LoRA adapters train (frozen inputs)
+        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        packing=cfg.packing,  # TRL's default strategy (bfd) is padding-free: one flat row per batch
+        use_liger_kernel=liger,
         bf16=dtype == torch.bfloat16,  # never bf16 on a CPU: TrainingArguments refuses it there
         fp16=False,
         use_cpu=not on_gpu,
@@ -298,25 +288,28 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
         )
     empty = sum(1 for c in counts if c == 0)
     console.print(
-        f"train: {len(counts)} conversations, {sum(counts)} supervised tokens"
+        f"train: {dataset.num_rows} conversations, {sum(counts)} supervised tokens"
         + (f" ({empty} rows have none: cut at max_length={max_length})" if empty else "")
-        + f", {cfg.method} on {student.name} in {str(dtype).removeprefix('torch.')}"
+        + f", {cfg.method} on {student.name} in {str(dtype).removeprefix('torch.')}, {attention} attention"
+        + (", packed" if cfg.packing else "") + (", Liger kernels" if liger else "")
     )
     _quiet_logs(trainer)
     padding = _count_padding(trainer)
     if checkpoint is not None:
         console.print(f"train: resuming from {checkpoint.name}")
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
-    trainer.save_model(str(stage))
-    tokenizer.save_pretrained(str(stage))
-    model.generation_config.save_pretrained(str(stage))  # with the aligned EOS, for the merged model too
+    trainer.save_model(str(stage))  # every process: ZeRO-3 and FSDP gather the weights; rank 0 writes
+    main = trainer.is_world_process_zero()
+    if main:
+        tokenizer.save_pretrained(str(stage))
+        model.generation_config.save_pretrained(str(stage))  # with the aligned EOS, for the merged model too
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     # One logged step is noisy (the last batch may be a single row): compare quarters.
     quarter = max(1, len(losses) // 4)
     summary = {
         "student": models.describe(student),
         "method": cfg.method,
-        "rows": len(counts),
+        "rows": dataset.num_rows,  # conversations (TRL's rows are packed sequences when packing)
         "supervised_tokens": sum(counts),
         "rows_without_supervised_tokens": empty,
         "steps": trainer.state.global_step,
@@ -325,11 +318,16 @@ def run_train(recipe: Recipe, data: Path, out: Path, merge: bool = False, resume
         "train_loss": result.training_loss if math.isfinite(result.training_loss) else None,
         "train_seconds": round(result.metrics.get("train_runtime", 0.0), 2),
         "dtype": str(dtype).removeprefix("torch."),
+        "attention": attention,
+        "packing": cfg.packing,
+        "liger": liger,
         "overlong": overlong,
         "overlong_action": cfg.overlong,
         "padding_waste": round(padding["pad"] / padding["tokens"], 4) if padding["tokens"] else None,
         "batch_tokens": padding["tokens"] - padding["pad"],  # non-pad tokens the model was trained on
     }
+    if not main:  # under accelerate: the other processes' counts are their own batches; rank 0 writes
+        return summary
     if padding["tokens"]:
         console.print(f"train: padding waste {100 * summary['padding_waste']:.1f}% of the batch tokens")
     shards.write_json(stage / "train_log.json", trainer.state.log_history)
@@ -375,16 +373,23 @@ def _quiet_logs(trainer) -> None:
     trainer.add_callback(Report())
 
 
-def _merge(stage: Path, student, model=None) -> None:
+def _merge(stage: Path, student, model=None, max_length: int | None = None) -> None:
     """Write adapter + base merged into plain weights at `stage/merged`."""
     merged = stage / "merged"
     if not (stage / "adapter_config.json").is_file():
         console.print("train: full fine-tuning already wrote plain weights; nothing to merge")
         return
-    from peft import AutoPeftModelForCausalLM
+    from peft import AutoPeftModelForCausalLM, PeftModel
 
     if model is None:
-        model = AutoPeftModelForCausalLM.from_pretrained(str(stage))
+        path, kwargs = models.load_args(student)
+        rope = rope_overrides(path, kwargs, student, max_length or student.max_length)
+        if rope:  # the adapter records only its base model: lay the card's RoPE settings over it again
+            from transformers import AutoModelForCausalLM
+
+            model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(path, **kwargs, **rope), str(stage))
+        else:
+            model = AutoPeftModelForCausalLM.from_pretrained(str(stage))
     model.merge_and_unload().save_pretrained(str(merged))
     from transformers import AutoTokenizer, GenerationConfig
 

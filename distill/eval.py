@@ -211,8 +211,12 @@ def _generate(p: EvalPlan, out: Path, problems: dict[str, list[dict]]) -> None:
     if work:
         _run_backend(p, out, work, teacher)
     for bench in p.benchmarks:
+        stage = out / EVAL / bench.name
         shim = SimpleNamespace(gen_config=lambda b=bench: gen_config(p, b))
-        finish(out / EVAL / bench.name, plans[bench.name], shim, teacher, 0)
+        finish(stage, plans[bench.name], shim, teacher, 0)
+        shards.write_card(stage, f"distill eval samples: {bench.title}", {"default": shards.DATA},
+                          f"Model: {teacher}. Samples written by `distill eval`; scored.parquet beside "
+                          "data/ has each one's verdict, ../scores.json the scores.")
 
 
 def _run_backend(p: EvalPlan, out: Path, work: dict, teacher: str) -> None:
@@ -271,6 +275,10 @@ def _write_settings(p: EvalPlan, path: Path) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    tmp.write_text(dump_yaml({"model": p.model.card, "adapter": p.model.adapter, "eval": p.config,
+    from .recipes import to_dict
+
+    card = to_dict(p.model.card)
+    card.pop("sampling")  # eval's own protocol (`eval:`) decides sampling, not the card's defaults
+    tmp.write_text(dump_yaml({"model": card, "adapter": p.model.adapter, "eval": p.config,
                               "benchmarks": list(p.benchmarks)}))
     os.replace(tmp, path)

@@ -13,12 +13,14 @@ from .ui import console
 
 
 def _verify(rows: list[dict], verifier: str, timeout: float, pool) -> None:
-    """Add extracted_answer, correct and reason to each row, as `distill filter` would judge it."""
+    """Add extracted_answer, correct and reason to each row, as `distill filter` judges it: the
+    format check first, so a sample cut off at max_tokens is wrong (`truncated`) and casts no
+    vote, whatever number its cut-off text happens to end on; then the answer verifier."""
     from .config import FilterConfig
     from .filter import OPTION_KEYS, _verify_shard
 
     options = {k: getattr(FilterConfig(), k) for k in OPTION_KEYS} | {"timeout": timeout}
-    verdicts = _verify_shard(rows, (verifier,), options, pool)
+    verdicts = _verify_shard(rows, ("format", verifier), options, pool)
     for row, verdict in zip(rows, verdicts):
         row["extracted_answer"], row["correct"], row["reason"] = verdict.extracted, verdict.ok, verdict.reason
 

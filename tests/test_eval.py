@@ -498,3 +498,40 @@ def test_eval_over_http_sends_the_r1_protocol(tmp_path, bench_files):
         assert r["correct"] == (f"\\boxed{{{r['answer']}}}" in r["completion"])
     s = json.loads((out / "eval" / "scores.json").read_text())["benchmarks"]["math500"]
     assert s["pass@1"] == round(_expected(rows)[0], 2)
+
+
+# ---------------------------------------------------------------- verdicts: the filter's own checks
+
+
+def test_verdicts_come_from_the_filters_checks_and_truncated_samples_are_wrong():
+    from helpers import trace
+
+    from distill.evalscore import _verify, summarize
+    from distill.verify.pool import VerifyPool
+
+    rows = [
+        trace("p1", "18", "<think>\nsum\n</think>\n\nSo \\boxed{17}.", sample_idx=0),
+        trace("p1", "18", "<think>\nsum\n</think>\n\nSo \\boxed{18}.", finish_reason="length", sample_idx=1),
+        trace("p1", "18", "<think>\nsum\n</think>\n\nSo \\boxed{18}.", sample_idx=2),
+        trace("p2", "\\frac{1}{2}", "It is \\boxed{0.5}", sample_idx=0),
+        trace("p2", "\\frac{1}{2}", "<think>\nstill going, \\boxed{0.5}", sample_idx=1),
+        trace("p2", "\\frac{1}{2}", "It is \\boxed{\\dfrac{1}{2}}", sample_idx=2),
+    ]
+    with VerifyPool(1, 5.0) as pool:
+        _verify(rows, "math", 5.0, pool)
+    got = [(r["correct"], r["reason"], r["extracted_answer"]) for r in rows]
+    assert got == [
+        (False, "wrong_answer", "17"),
+        (False, "truncated", None),  # cut off: wrong, and no vote, even with the right box in it
+        (True, None, "18"),
+        (True, None, "0.5"),  # math-verify: 0.5 is 1/2
+        (False, "think_unclosed", None),
+        (True, None, "\\dfrac{1}{2}"),
+    ]
+    s = summarize(rows, ["p1", "p2"], 3)
+    assert s["pass@1"] == round(100 * (1 / 3 + 2 / 3) / 2, 2)
+    # p1: 17 vs 18 one vote each (the truncated 18 does not vote), the first seen wins: wrong;
+    # p2: 0.5 and \dfrac{1}{2} vote apart (text differs), one each, 0.5 first: right
+    assert s["cons@n"] == 50.0
+    assert s["wrong"] == {"think_unclosed": 1, "truncated": 1, "wrong_answer": 1}
+    assert s["truncated"] == round(100 / 6, 2)

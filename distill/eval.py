@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import threading
 import zlib
 from dataclasses import dataclass, replace
@@ -269,14 +270,10 @@ def run_eval(p: EvalPlan, out: Path) -> dict:
 
 def _write_settings(p: EvalPlan, path: Path) -> None:
     """The resolved settings, for the record (the resume guard is each shard's gen_config)."""
-    import os
-
-    from .recipes import dump_yaml
+    from .recipes import dump_yaml, to_dict
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    from .recipes import to_dict
-
     card = to_dict(p.model.card)
     card.pop("sampling")  # eval's own protocol (`eval:`) decides sampling, not the card's defaults
     tmp.write_text(dump_yaml({"model": card, "adapter": p.model.adapter, "eval": p.config,

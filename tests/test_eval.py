@@ -535,3 +535,32 @@ def test_verdicts_come_from_the_filters_checks_and_truncated_samples_are_wrong()
     assert s["cons@n"] == 50.0
     assert s["wrong"] == {"think_unclosed": 1, "truncated": 1, "wrong_answer": 1}
     assert s["truncated"] == round(100 / 6, 2)
+
+
+def test_model_specs_resolve_to_what_the_engines_load(tmp_path, tiny_qwen2, tiny_adapter):
+    from distill import evalmodel
+    from distill.errors import UserError
+
+    teacher = evalmodel.resolve("smollm2-135m-instruct")
+    assert teacher.card.gguf is not None and teacher.adapter is None
+    student = evalmodel.resolve("smollm2-135m")  # a student card: the same weights
+    assert (student.card.name, student.card.model) == ("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct")
+    folder = evalmodel.resolve(str(tiny_qwen2))
+    assert folder.card.model == str(tiny_qwen2.resolve()) and folder.adapter is None
+    adapter = evalmodel.resolve(str(tiny_adapter))
+    assert adapter.adapter == str(tiny_adapter.resolve()) and adapter.card.model == str(tiny_qwen2)
+    assert adapter.base == str(tiny_qwen2)
+    with pytest.raises(UserError, match="cannot load model 'no-such-org/no-such-model'"):
+        evalmodel.resolve("no-such-org/no-such-model")  # offline in tests: the hub is never reached
+    with pytest.raises(UserError, match="no such model folder"):
+        evalmodel.resolve("runs/nothing/here")
+
+
+def test_a_dataset_card_file_is_a_benchmark(tmp_path, bench_files):
+    card = write_yaml(tmp_path / "my-bench.yaml", {"path": str(bench_files["math"]), "domain": "math",
+                                                   "columns": {"problem": "problem", "answer": "answer"}})
+    out = tmp_path / "run"
+    result = run_cli("eval", "--model", bench_files["fake"], "-b", card, "--out", out)
+    assert result.returncode == 0, result.stderr
+    s = json.loads((out / "eval" / "scores.json").read_text())["benchmarks"]["my-bench"]
+    assert (s["problems"], s["n"], s["verifier"]) == (5, 1, "math")

@@ -7,8 +7,7 @@ filtered with the format and math verifiers and no dedup, once per worker count,
 fresh run folder. The plain math-verify loop runs once, on the first --baseline-rows rows, for
 the ratio. Prints, per worker count: rows/s, rows/s per worker, the speed-up over one worker and
 its efficiency (speed-up / workers), rows per CPU-second of the whole machine (workers and
-coordinators: whether the work itself scales), and the ratio to the plain loop. Past
-`filter.WORKERS_PER_COORDINATOR` workers, distill splits pass 1 over several coordinating processes. On a machine with fewer cores
+the filter process: whether the work itself scales), and the ratio to the plain loop. On a machine with fewer cores
 than workers, the larger counts only share the cores: run it where the cores are.
 """
 
@@ -25,7 +24,7 @@ import filter_math as fm
 
 
 def machine_cpu_seconds() -> float:
-    """Busy CPU time of the whole machine so far (every process: workers, coordinators, us)."""
+    """Busy CPU time of the whole machine so far (every process: workers, the filter process, us)."""
     user, nice, system, _idle, _iowait, irq, softirq, *_ = map(int, open("/proc/stat").readline().split()[1:])
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 

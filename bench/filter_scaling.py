@@ -7,9 +7,14 @@ filtered with the format and math verifiers and no dedup, once per worker count,
 fresh run folder. The plain math-verify loop runs once, on the first --baseline-rows rows, for
 the ratio. Prints, per worker count: rows/s, rows/s per worker, the speed-up over one worker and
 its efficiency (speed-up / workers), rows per CPU-second of the whole machine (workers and
-coordinators: whether the work itself scales), and the ratio to the plain loop. Past
-`filter.WORKERS_PER_COORDINATOR` workers, distill splits pass 1 over several coordinating processes. On a machine with fewer cores
-than workers, the larger counts only share the cores: run it where the cores are.
+the filter process: whether the work itself scales), and the ratio to the plain loop.
+
+What the machine itself allows: with `--machine-baseline`, N copies of the plain loop run at once
+in N processes (no coordination at all) for each worker count N, and their summed rows/s is
+printed beside distill's. On shared or virtual machines N busy cores rarely give N times one
+core; distill's rows/s over that sum says how close it comes to what the cores can do. On a
+machine with fewer cores than workers, the larger counts only share the cores: run it where
+the cores are.
 """
 
 from __future__ import annotations
@@ -25,9 +30,31 @@ import filter_math as fm
 
 
 def machine_cpu_seconds() -> float:
-    """Busy CPU time of the whole machine so far (every process: workers, coordinators, us)."""
+    """Busy CPU time of the whole machine so far (every process: workers, the filter process, us)."""
     user, nice, system, _idle, _iowait, irq, softirq, *_ = map(int, open("/proc/stat").readline().split()[1:])
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def _plain_copy(rows: list[dict], queue) -> None:
+    logging.getLogger("math_verify").setLevel(logging.CRITICAL)
+    seconds, _ = fm.plain_loop(rows)
+    queue.put(seconds)
+
+
+def machine_baseline(rows: list[dict], copies: int, per_copy: int) -> float:
+    """Summed rows/s of `copies` plain loops running at once, each on its own `per_copy` rows."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    chunks = [rows[(i * per_copy) % len(rows):][:per_copy] or rows[:per_copy] for i in range(copies)]
+    procs = [ctx.Process(target=_plain_copy, args=(chunk, queue)) for chunk in chunks]
+    for proc in procs:
+        proc.start()
+    times = [queue.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    return sum(len(c) for c in chunks) / max(times)
 
 
 def main() -> None:
@@ -37,6 +64,8 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4,8,16")
     parser.add_argument("--data", type=Path, default=fm.DATA)
     parser.add_argument("--out", type=Path, help="also write the result JSON here")
+    parser.add_argument("--machine-baseline", action="store_true",
+                        help="also run N plain loops at once per worker count N (what the cores allow)")
     args = parser.parse_args()
     logging.getLogger("math_verify").setLevel(logging.CRITICAL)
     counts = [int(w) for w in args.workers.split(",")]
@@ -55,6 +84,10 @@ def main() -> None:
                             "rows_per_s_per_worker": round(rate / workers, 1),
                             "rows_per_cpu_s": round(len(rows) / cpu, 1),
                             "ratio_to_plain_loop": round(rate / plain_rate, 3), "agrees_with_labels": agree})
+            if args.machine_baseline:
+                copies = machine_baseline(rows, workers, min(args.baseline_rows, len(rows)))
+                results[-1]["plain_loops_at_once_rows_per_s"] = round(copies, 1)
+                results[-1]["distill_over_plain_loops_at_once"] = round(rate / copies, 3)
             print(json.dumps(results[-1]), flush=True)
     base = results[0]["rows_per_s"] / results[0]["workers"]
     for r in results:

@@ -310,54 +310,7 @@ class _FileWork:
         self.path, self.index, self.rows, self.verdicts, self.pending = path, index, rows, verdicts, pending
 
 
-# One coordinating process reads, hands out and writes the rows of about this many verifier
-# workers before it becomes the bottleneck (measured on 16 cores: 4 workers scale at 0.98 of
-# linear, 8 at 0.77, 16 at 0.49 behind one coordinator); more workers get more coordinators.
-WORKERS_PER_COORDINATOR = 5
-
-
 def _first_pass(files: list[Path], todo: list[int], pass1: Path, cfg: FilterConfig, contamination) -> None:
-    """Pass 1 over `todo`, split over enough coordinating processes (each with its own share of
-    the workers and every k-th file) that no coordinator holds its workers back. Every file is
-    marked done on its own, so a crash anywhere leaves a state the rerun resumes from."""
-    import dataclasses
-    import math
-    import os
-
-    workers = cfg.workers or os.cpu_count() or 1
-    needs_pool = any(verify.VERIFIERS[n].isolated for n in cfg.verifiers)
-    k = min(math.ceil(workers / WORKERS_PER_COORDINATOR), len(todo)) if needs_pool else 1
-    if k <= 1:
-        _coordinate(files, todo, pass1, cfg, contamination)
-        return
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")  # a clean interpreter: each coordinator starts its own pool
-    shares = [workers // k + (1 if j < workers % k else 0) for j in range(k)]
-    others = [ctx.Process(target=_other_coordinator, args=(files, todo[j::k], pass1,
-                                                    dataclasses.replace(cfg, workers=shares[j]), contamination))
-              for j in range(1, k)]
-    for process in others:
-        process.start()
-    try:
-        _coordinate(files, todo[0::k], pass1, dataclasses.replace(cfg, workers=shares[0]), contamination)
-    finally:
-        for process in others:
-            process.join()
-    failed = [p.exitcode for p in others if p.exitcode != 0]
-    if failed:
-        raise UserError(f"{len(failed)} of {k} filter coordinator processes failed (exit code {failed[0]}; "
-                        "its error is printed above); rerun the same command to resume")
-
-
-def _other_coordinator(*args) -> None:
-    try:
-        _coordinate(*args)
-    except KeyboardInterrupt:  # Ctrl-C reaches every process: the first one says what to do
-        raise SystemExit(130) from None
-
-
-def _coordinate(files: list[Path], todo: list[int], pass1: Path, cfg: FilterConfig, contamination) -> None:
     """Verify and select every file in `todo`. The pool sees one stream of rows across files:
     while the parent writes file k's results and reads file k+1, the workers are still busy with
     the rows queued ahead, instead of idling at every file boundary."""

@@ -59,21 +59,30 @@ def _as_pairs(ds, where):
     return ds.map(split, remove_columns=["messages"])
 
 
-def _overlong(dataset, tokenizer, max_length: int, action: str):
+def _overlong(dataset, tokenizer, max_length: int, action: str, assistant_only: bool):
     """Count conversations longer than max_length (the prompt and the answer, as the template
-    renders them), and drop them when asked; TRL would otherwise truncate them silently."""
+    renders them), and drop them when asked; TRL would otherwise truncate them silently. Rows
+    whose prompt alone fills max_length carry no loss on the assistant turn: they are left out
+    (TRL drops them unannounced when it truncates, and keeps them, lossless, when it packs).
+    Returns (dataset, overlong count, count left out for want of a supervised token)."""
 
     def length(row: dict) -> dict:
         ids = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True, return_dict=True)
-        return {"_length": len(ids["input_ids"])}
+        prompt = tokenizer.apply_chat_template(row["prompt"], tokenize=True, return_dict=True,
+                                               add_generation_prompt=True) if assistant_only else {"input_ids": []}
+        return {"_length": len(ids["input_ids"]), "_prompt": len(prompt["input_ids"])}
 
-    lengths = dataset.map(length)["_length"]
+    measured = dataset.map(length)
+    lengths, prompts = measured["_length"], measured["_prompt"]
     long = [i for i, n in enumerate(lengths) if n > max_length]
-    if long and action == "drop":
-        dataset = dataset.select([i for i, n in enumerate(lengths) if n <= max_length])
+    lossless = {i for i, n in enumerate(prompts) if n >= max_length}
+    drop = set(long) if action == "drop" else set()
+    if drop | lossless:
+        dataset = dataset.select([i for i in range(len(lengths)) if i not in drop | lossless])
         if dataset.num_rows == 0:
-            raise UserError(f"every conversation is longer than max_length={max_length}; raise train.max_length")
-    return dataset, len(long)
+            raise UserError(f"every conversation is longer than max_length={max_length}"
+                            + (", or its prompt alone is" if lossless - drop else "") + "; raise train.max_length")
+    return dataset, len(long), len(lossless - drop)
 
 
 def _align_eos(model, tokenizer) -> None:
@@ -100,6 +109,12 @@ def _count_padding(trainer) -> dict:
 
     def counting(features):
         batch = collate(features)
+        labels = batch.get("labels")
+        if labels is not None and not bool((labels != -100).any()):
+            # the loss would be 0/0 and its NaN would reach every weight; rows without a supervised
+            # token are left out before training, so this means the masking itself went wrong
+            raise UserError("a training batch has no supervised token (every label is masked); "
+                            "check the student's chat template, or set train.loss_on: all")
         slots = int(batch["input_ids"].numel())
         counts["tokens"] += slots
         counts["pad"] += slots - sum(len(f["input_ids"]) for f in features)
@@ -205,7 +220,7 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
     path, kwargs = models.load_args(student)
     tokenizer = load_tokenizer(path, kwargs, student)
     max_length = cfg.max_length or student.max_length
-    dataset, overlong = _overlong(dataset, tokenizer, max_length, cfg.overlong)
+    dataset, overlong, empty = _overlong(dataset, tokenizer, max_length, cfg.overlong, cfg.loss_on == "assistant")
     if overlong:
         console.print(f"train: {plural(overlong, 'conversation')} longer than max_length={max_length}: "
                       + ("dropped" if cfg.overlong == "drop" else "truncated (train.overlong: drop drops them)"))
@@ -286,10 +301,9 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
             f"no supervised tokens in {plural(dataset.num_rows, 'row')}: every assistant turn falls beyond "
             f"max_length={max_length}; raise train.max_length"
         )
-    empty = sum(1 for c in counts if c == 0)
     console.print(
         f"train: {dataset.num_rows} conversations, {sum(counts)} supervised tokens"
-        + (f" ({empty} rows have none: cut at max_length={max_length})" if empty else "")
+        + (f" ({plural(empty, 'more row')} left out: the prompt alone fills max_length={max_length})" if empty else "")
         + f", {cfg.method} on {student.name} in {str(dtype).removeprefix('torch.')}, {attention} attention"
         + (", packed" if cfg.packing else "") + (", Liger kernels" if liger else "")
     )

@@ -168,22 +168,6 @@ def test_ranks_give_the_same_rows_as_one_process(tmp_path):
     assert not (tmp_path / "two" / "filtered" / "_pass1").exists()
 
 
-def test_several_coordinators_give_the_same_rows_as_one(tmp_path, monkeypatch):
-    # past WORKERS_PER_COORDINATOR workers, pass 1 is split over coordinating processes (each its
-    # own pool and every k-th file); the rows kept and rejected must not depend on it
-    src = _mixture(tmp_path)
-    sets = ["filter.target=50", "filter.select=first"]
-    run_filter(recipe(*sets), src, tmp_path / "one")
-    monkeypatch.setattr(filter_mod, "WORKERS_PER_COORDINATOR", 1)
-    started = []
-    real = filter_mod._coordinate
-    monkeypatch.setattr(filter_mod, "_coordinate", lambda files, todo, *a: started.append(todo) or real(files, todo, *a))
-    run_filter(recipe(*sets, "filter.workers=2"), src, tmp_path / "two")
-    assert started == [[0, 2]]  # this process took files 0 and 2; a second one took 1 and 3
-    assert kept(tmp_path / "two") == kept(tmp_path / "one")
-    assert rejected(tmp_path / "two") == rejected(tmp_path / "one")
-
-
 def test_a_crash_in_the_second_pass_resumes_to_the_same_rows(tmp_path, monkeypatch):
     src = _mixture(tmp_path)
     sets = ["filter.target=50"]

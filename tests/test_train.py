@@ -70,8 +70,36 @@ def test_merged_student_loads_and_generates(tiny_recipe, filtered_run):
 
 def test_no_supervised_tokens_is_a_clear_error(tiny_recipe, filtered_run):
     recipe = load_recipe(str(tiny_recipe()), ["train.max_length=12"])
-    with pytest.raises(UserError, match="no supervised tokens.*raise train.max_length"):
+    with pytest.raises(UserError, match="prompt alone.*raise train.max_length"):
         run_train(recipe, filtered_run, filtered_run)
+
+
+def test_rows_without_supervised_tokens_are_left_out(tiny_recipe, tmp_path):
+    # one problem so long that its assistant turn falls beyond max_length: that row would carry no
+    # loss (and a batch of only such rows would divide the loss by zero), so it is not trained on
+    long = trace("z", "4", "<think>\n2 + 2\n</think>\n\n\\boxed{4}", problem="count " * 200 + "2 + 2")
+    write_traces(tmp_path / "in", [ROWS[:4] + [long]])
+    run_filter(load_recipe(None, ["filter.timeout=5"]), tmp_path / "in", tmp_path / "run")
+    summary = run_train(load_recipe(str(tiny_recipe()), ["train.max_length=120", "train.batch_size=1",
+                                                         "train.max_steps=5"]), tmp_path / "run", tmp_path / "run")
+    assert summary["rows"] == 4 and summary["rows_without_supervised_tokens"] == 1
+    assert summary["steps"] == 5 and summary["loss_last"] is not None and summary["loss_last"] == summary["loss_last"]
+
+
+def test_a_batch_without_supervised_tokens_stops_training():
+    import torch
+
+    from distill.train import _count_padding
+
+    class Trainer:  # only what _count_padding touches: the collator the dataloader calls
+        @staticmethod
+        def data_collator(features):
+            return {"input_ids": torch.ones(1, 4, dtype=torch.long), "labels": torch.full((1, 4), -100)}
+
+    trainer = Trainer()
+    _count_padding(trainer)
+    with pytest.raises(UserError, match="no supervised token"):
+        trainer.data_collator([{"input_ids": [1, 1, 1, 1]}])
 
 
 def test_nothing_kept_is_one_line(tiny_recipe, tmp_path):

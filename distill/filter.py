@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections import defaultdict
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -29,6 +31,27 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subpro
         env={**os.environ, **(env or {})},
         cwd=ROOT,
     )
+
+
+def start_cli(*args: str) -> subprocess.Popen:
+    """Start `python -m distill ARGS` in the background, output discarded: for kill -9 tests."""
+    return subprocess.Popen([sys.executable, "-m", "distill", *map(str, args)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_for_done(proc: subprocess.Popen, folder: Path, count: int, timeout: float) -> None:
+    """Wait until `folder` holds `count` done markers, with `proc` still running (else fail)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if folder.is_dir() and len(os.listdir(folder)) >= count:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "finished before the kill"
+
+
+def kill_9(proc: subprocess.Popen) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 R1_TEMPLATE = {

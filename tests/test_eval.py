@@ -7,15 +7,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import ROOT, run_cli, write_yaml
+from helpers import ROOT, kill_9, run_cli, start_cli, wait_for_done, write_yaml
 
 from distill import metrics, references
 from distill.metrics import Sample
@@ -190,17 +186,10 @@ def test_resume_after_kill_does_not_redo_finished_shards(tmp_path, bench_files):
     reference = run_cli(*args, "--out", tmp_path / "ref")
     assert reference.returncode == 0, reference.stderr
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "distill", *args, "--out", str(out)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_cli(*args, "--out", out)
     done = out / "eval" / "math500" / "_done"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if done.is_dir() and len(os.listdir(done)) >= 2:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "finished before the kill"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    wait_for_done(proc, done, 2, timeout=120)
+    kill_9(proc)
     finished = sorted(os.listdir(done))
     assert 2 <= len(finished) < 5
     data = out / "eval" / "math500" / "data"

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import ROOT, run_cli
+from helpers import kill_9, run_cli, start_cli, wait_for_done
 
 from distill import shards
 from distill.recipes import load_recipe
@@ -114,22 +110,16 @@ def test_kill_9_then_rerun_gives_exactly_the_uninterrupted_rows(tmp_path, tiny_r
     reference = run_cli("generate", "-r", recipe, "--out", tmp_path / "ref")
     assert reference.returncode == 0, reference.stderr
 
-    cmd = [sys.executable, "-m", "distill", "generate", "-r", str(recipe), "--out", str(tmp_path / "killed")]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = ["generate", "-r", recipe, "--out", tmp_path / "killed"]
+    proc = start_cli(*args)
     done_dir = tmp_path / "killed" / "traces" / "_done"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        if done_dir.is_dir() and len(os.listdir(done_dir)) >= 3:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    wait_for_done(proc, done_dir, 3, timeout=300)
+    kill_9(proc)
     killed_at = len(os.listdir(done_dir))
     assert killed_at < 16
     assert not (tmp_path / "killed" / "traces" / "manifest.json").exists()
 
-    rerun = run_cli(*cmd[3:])
+    rerun = run_cli(*args)
     assert rerun.returncode == 0, rerun.stderr
     ref_rows, rows = read_traces(tmp_path / "ref"), read_traces(tmp_path / "killed")
     assert pairs(rows) == pairs(ref_rows) and len(set(pairs(rows))) == len(rows) == 32

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import ROOT, run_cli, write_yaml
+from helpers import ROOT, kill_9, run_cli, start_cli, wait_for_done, write_yaml
 from openai_server import Script, serve
 
 
@@ -127,19 +126,13 @@ def test_kill_9_mid_http_run_then_rerun(tmp_path, server):
     url = server(Script(delay=0.15))
     recipe = http_recipe(tmp_path, url, limit=16, shard_size=1, concurrency=2)
     assert run_cli("generate", "-r", recipe, "--out", tmp_path / "ref").returncode == 0
-    cmd = [sys.executable, "-m", "distill", "generate", "-r", recipe, "--out", str(tmp_path / "killed")]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = ["generate", "-r", recipe, "--out", tmp_path / "killed"]
+    proc = start_cli(*args)
     done = tmp_path / "killed" / "traces" / "_done"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if done.is_dir() and len(os.listdir(done)) >= 3:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "finished before the kill"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    wait_for_done(proc, done, 3, timeout=120)
+    kill_9(proc)
     assert 3 <= len(os.listdir(done)) < 16
-    assert run_cli(*cmd[3:]).returncode == 0
+    assert run_cli(*args).returncode == 0
     ref, got = rows(tmp_path / "ref"), rows(tmp_path / "killed")
     key = lambda r: (r["id"], r["sample_idx"])  # noqa: E731
     assert sorted(map(key, got)) == sorted(map(key, ref)) and len(got) == len(set(map(key, got))) == 32

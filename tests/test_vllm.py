@@ -14,7 +14,7 @@ import urllib.request
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import ROOT, run_cli, write_yaml
+from helpers import kill_9, run_cli, start_cli, wait_for_done, write_yaml
 
 pytestmark = pytest.mark.vllm
 
@@ -56,28 +56,22 @@ def test_vllm_backend_writes_every_sample(reference):
 
 def test_kill_9_mid_vllm_run_then_rerun(reference, tmp_path):
     ref, _ = reference
-    cmd = [sys.executable, "-m", "distill", "generate", "-r", "quickstart", "--out", str(tmp_path / "k"), *ARGS]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = ["generate", "-r", "quickstart", "--out", tmp_path / "k", *ARGS]
+    proc = start_cli(*args)
     done = tmp_path / "k" / "traces" / "_done"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and proc.poll() is None:
-        if done.is_dir() and len(os.listdir(done)) >= 1:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "finished before the kill"
+    wait_for_done(proc, done, 1, timeout=600)
     from distill.backends.reaper import descendants
 
     engine = descendants(proc.pid)
     assert engine, "the vLLM engine runs in processes of its own"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_9(proc)
     assert 1 <= len(os.listdir(done)) < 6
     # the engine processes die with it (distill's watchdog), not linger holding memory
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in engine):
         time.sleep(0.2)
     assert not [pid for pid in engine if os.path.exists(f"/proc/{pid}")], "orphaned engine processes"
-    rerun = run_cli(*cmd[3:], timeout=900)
+    rerun = run_cli(*args, timeout=900)
     assert rerun.returncode == 0, rerun.stderr
     got = rows(tmp_path / "k")
     assert sorted(map(key, got)) == sorted(map(key, rows(ref))) and len(got) == 48

@@ -158,7 +158,7 @@ def train(
             from .train import check_config
 
             check_config(_recipe(recipe, sets))  # a bad recipe or setting fails here once, not in every process
-            args = ["--recipe", recipe, "--data", str(data), "--out", str(out)]
+            args = ["--recipe", recipe, "--out", str(out)] + (["--data", str(data)] if data is not None else [])
             args += [a for s in sets or [] for a in ("--set", s)]
             args += ["--merge"] * merge + ["--resume"] * resume
             relaunch(accelerate, num_processes, args)

@@ -189,13 +189,15 @@ def _generate(p: EvalPlan, out: Path, problems: dict[str, list[dict]]) -> None:
     teacher = model_name(p.model)
     work: dict[int, tuple[Benchmark, list[dict]]] = {}
     plans = {}
+    # once per benchmark: each call resolves the engine (an import probe) and serialises JSON
+    configs = {bench.name: gen_config(p, bench) for bench in p.benchmarks}
     for bench in p.benchmarks:
         stage = out / EVAL / bench.name
         rows = problems[bench.name]
         plans[bench.name] = [rows[i : i + p.config.shard_size] for i in range(0, len(rows), p.config.shard_size)]
         done = shards.forget_missing(stage, lambda i, s=stage: [s / shards.DATA / shards.shard_name(i)])
         shards.clean_temp(stage)
-        config = gen_config(p, bench)
+        config = configs[bench.name]
         for index in sorted(done):
             if index >= len(plans[bench.name]):
                 raise UserError(f"{stage}: shard {index} is beyond the plan's {len(plans[bench.name])} shards "
@@ -210,17 +212,17 @@ def _generate(p: EvalPlan, out: Path, problems: dict[str, list[dict]]) -> None:
                 raise RuntimeError(f"benchmarks '{bench.name}' and '{work[_key(bench, index)][0].name}' share a shard key")
             work[_key(bench, index)] = (bench, plans[bench.name][index])
     if work:
-        _run_backend(p, out, work, teacher)
+        _run_backend(p, out, work, teacher, configs)
     for bench in p.benchmarks:
         stage = out / EVAL / bench.name
-        shim = SimpleNamespace(gen_config=lambda b=bench: gen_config(p, b))
+        shim = SimpleNamespace(gen_config=lambda b=bench: configs[b.name])
         finish(stage, plans[bench.name], shim, teacher, 0)
         shards.write_card(stage, f"distill eval samples: {bench.title}", {"default": shards.DATA},
                           f"Model: {teacher}. Samples written by `distill eval`; scored.parquet beside "
                           "data/ has each one's verdict, ../scores.json the scores.")
 
 
-def _run_backend(p: EvalPlan, out: Path, work: dict, teacher: str) -> None:
+def _run_backend(p: EvalPlan, out: Path, work: dict, teacher: str, configs: dict[str, str]) -> None:
     from .generate import _check_complete
 
     settings = _settings(p, 1)
@@ -236,7 +238,7 @@ def _run_backend(p: EvalPlan, out: Path, work: dict, teacher: str) -> None:
         def on_shard(key: int, samples: list[dict]) -> None:
             bench, rows = work[key]
             index = key % 1_000_000
-            config = gen_config(p, bench)
+            config = configs[bench.name]
             out_rows = []
             for s in samples:
                 j, k = divmod(s["prompt_index"], bench.n)

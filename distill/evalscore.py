@@ -19,7 +19,8 @@ def _verify(rows: list[dict], verifier: str, timeout: float, pool) -> None:
     from .config import FilterConfig
     from .filter import OPTION_KEYS, _verify_shard
 
-    options = {k: getattr(FilterConfig(), k) for k in OPTION_KEYS} | {"timeout": timeout}
+    defaults = FilterConfig()  # the filter's own settings, so eval judges as the filter keeps
+    options = {k: getattr(defaults, k) for k in OPTION_KEYS} | {"timeout": timeout}
     verdicts = _verify_shard(rows, ("format", verifier), options, pool)
     for row, verdict in zip(rows, verdicts):
         row["extracted_answer"], row["correct"], row["reason"] = verdict.extracted, verdict.ok, verdict.reason

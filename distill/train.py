@@ -77,8 +77,9 @@ def _overlong(dataset, tokenizer, max_length: int, action: str, assistant_only: 
     long = [i for i, n in enumerate(lengths) if n > max_length]
     lossless = {i for i, n in enumerate(prompts) if n >= max_length}
     drop = set(long) if action == "drop" else set()
-    if drop | lossless:
-        dataset = dataset.select([i for i in range(len(lengths)) if i not in drop | lossless])
+    skip = drop | lossless
+    if skip:
+        dataset = dataset.select([i for i in range(len(lengths)) if i not in skip])
         if dataset.num_rows == 0:
             raise UserError(f"every conversation is longer than max_length={max_length}"
                             + (", or its prompt alone is" if lossless - drop else "") + "; raise train.max_length")
@@ -132,6 +133,8 @@ def _supervised_counts(dataset) -> list[int]:
 def _trl_extra(extra: dict) -> dict:
     """`train.trl`: further SFTConfig arguments, checked against TRL's own fields so that a typo
     is one line naming the nearest one rather than a TypeError deep in TRL."""
+    if not extra:  # nothing to check: no TRL import on the recipe check every command runs
+        return {}
     import dataclasses
 
     from trl import SFTConfig

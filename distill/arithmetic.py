@@ -6,8 +6,11 @@ teacher gets a fair share right, so the filter has something to keep and somethi
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Iterator
+
+SPLITS = ("all", "train", "test")
 
 NAMES = ("Tom", "Ann", "Lily", "Sam", "Maya", "Leo", "Nora", "Ben", "Zoe", "Omar")
 ITEMS = ("apples", "pens", "books", "stickers", "marbles", "cookies", "shells", "coins")
@@ -51,8 +54,17 @@ KINDS = {
 }
 
 
-def arithmetic(count: int = 100, seed: int = 0, kinds: list[str] | None = None) -> Iterator[dict]:
-    """Yield `count` distinct problems {id, problem, answer}; the same seed gives the same rows."""
+def split_of(problem: str) -> str:
+    """A problem's split, from its text alone: one in ten is `test`, whatever the seed or count,
+    so a `train` card and a `test` card never share a problem."""
+    return "test" if int(hashlib.sha1(problem.encode()).hexdigest()[:8], 16) % 10 == 0 else "train"
+
+
+def arithmetic(count: int = 100, seed: int = 0, kinds: list[str] | None = None, split: str = "all") -> Iterator[dict]:
+    """Yield `count` distinct problems {id, problem, answer}; the same seed gives the same rows.
+    `split` train or test: only problems of that split (see split_of); all: any."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     makers = [KINDS[k] for k in (kinds or list(KINDS))]
     rng = random.Random(seed)
     seen: set[str] = set()
@@ -62,7 +74,8 @@ def arithmetic(count: int = 100, seed: int = 0, kinds: list[str] | None = None) 
         if attempts > 100 * count:
             raise ValueError(f"cannot make {count} distinct problems from kinds {kinds}")
         problem, answer = rng.choice(makers)(rng)
-        if problem in seen:
+        if problem in seen or (split != "all" and split_of(problem) != split):
             continue
         seen.add(problem)
-        yield {"id": f"{seed}-{len(seen) - 1:06d}", "problem": problem, "answer": str(answer)}
+        prefix = f"{seed}-" if split == "all" else f"{seed}-{split}-"
+        yield {"id": f"{prefix}{len(seen) - 1:06d}", "problem": problem, "answer": str(answer)}

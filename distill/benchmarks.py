@@ -9,7 +9,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import sources
+from . import cards, sources
 from .config import ColumnMap, DataSource, DatasetCard
 from .errors import ConfigError, UserError
 
@@ -74,9 +74,9 @@ def parse(specs: list[str]) -> list[tuple[str, str | None]]:
             name = name.strip()
             if not name:
                 continue
-            if name not in KNOWN and not name.endswith((".yaml", ".yml")):
+            if name not in KNOWN and not name.endswith((".yaml", ".yml")) and name not in cards.names("datasets"):
                 raise ConfigError(
-                    f"unknown benchmark '{name}' (known: {', '.join(KNOWN)}; or a dataset card .yaml)"
+                    f"unknown benchmark '{name}' (known: {', '.join(KNOWN)}; or a dataset card, by name or .yaml)"
                 )
             if any(name == seen for seen, _ in out):
                 raise ConfigError(f"--benchmark: '{name}' is given twice")

@@ -186,7 +186,8 @@ def run(
     sets: SetOpt = None,
     merge: Annotated[bool, typer.Option("--merge", help="Also write merged student weights.")] = False,
 ) -> None:
-    """Run generate → filter → train into OUT, skipping stages that are already complete."""
+    """Run generate → filter → train (→ eval, when the recipe names benchmarks) into OUT, skipping
+    stages that are already complete."""
 
     def body() -> None:
         from .pipeline import print_summary, run_pipeline

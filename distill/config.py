@@ -330,6 +330,61 @@ class TrainConfig:
                  "must name the hub repository when push_to_hub is true")
 
 
+
+@dataclass(frozen=True)
+class BenchmarkOptions:
+    """One benchmark: `--set benchmarks.NAME.KEY=…` for `distill eval`, an entry of a recipe's
+    `eval.benchmarks` (where `name` is required: a benchmark, a dataset card or a card .yaml)."""
+
+    name: str | None = None
+    path: str | None = None  # a local copy instead of the hub
+    split: str | None = None
+    limit: int | None = None  # first N problems
+    n: int | None = None  # samples per problem; None: the eval section's n, else the benchmark's default
+    columns: ColumnMap | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.n is None or self.n >= 1, "n", self.n, "must be at least 1")
+        _require(self.limit is None or self.limit >= 1, "limit", self.limit, "must be at least 1")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """The protocol (the R1 paper's by default) and how the work is cut: `distill eval` flags and
+    `--set eval.KEY=…`, or a recipe's `eval:` section, whose `benchmarks` make `distill run`
+    evaluate the student it trained (none: the run stops after training)."""
+
+    backend: str = "auto"  # auto (vLLM when it imports, else transformers) | vllm | hf | openai
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_tokens: int = 32768
+    seed: int = 0
+    n: int | None = None  # samples per problem for every benchmark; None: each benchmark's default
+    limit: int | None = None  # first N problems of every benchmark
+    shard_size: int = 16  # problems per shard: the unit of resume
+    batch_size: int = 16  # prompts per forward pass (transformers backend)
+    workers: int = 0  # verifier processes; 0: one per core
+    timeout: float = 5.0  # seconds per verdict, enforced by killing the worker
+    engine: dict = field(default_factory=dict)  # vLLM engine arguments over the model card's (max_model_len, …)
+    benchmarks: tuple[BenchmarkOptions, ...] = ()  # a recipe's benchmarks, for `distill run`
+
+    def __post_init__(self) -> None:
+        _require(self.temperature >= 0, "temperature", self.temperature, "must be 0 or more")
+        _require(0 < self.top_p <= 1, "top_p", self.top_p, "must be in (0, 1]")
+        _require(self.max_tokens >= 1, "max_tokens", self.max_tokens, "must be at least 1")
+        _require(self.n is None or self.n >= 1, "n", self.n, "must be at least 1")
+        _require(self.limit is None or self.limit >= 1, "limit", self.limit, "must be at least 1")
+        _require(self.shard_size >= 1, "shard_size", self.shard_size, "must be at least 1")
+        _require(self.batch_size >= 1, "batch_size", self.batch_size, "must be at least 1")
+        _require(self.workers >= 0, "workers", self.workers, "must be 0 (one per core) or more")
+        _require(self.timeout > 0, "timeout", self.timeout, "must be a positive number of seconds")
+        names = [b.name for b in self.benchmarks]
+        for i, name in enumerate(names):
+            _require(bool(name), f"benchmarks.{i}.name", name, "must name a benchmark (e.g. gsm8k-test) or a dataset card")
+        twice = next((x for i, x in enumerate(names) if x in names[:i]), None)
+        _require(twice is None, "benchmarks", twice, "names a benchmark twice")
+
+
 @dataclass(frozen=True)
 class Recipe:
     name: str
@@ -339,4 +394,5 @@ class Recipe:
     generate: GenerateConfig = GenerateConfig()
     filter: FilterConfig = FilterConfig()
     train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
     description: str | None = None

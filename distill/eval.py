@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import threading
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import SimpleNamespace
 
 from . import backends, benchmarks, models, schema, shards
 from .benchmarks import Benchmark
-from .config import ColumnMap, InvalidValue, PromptTemplate, R1_USER_TEMPLATE, TeacherCard
+from .config import BenchmarkOptions, EvalConfig, PromptTemplate, R1_USER_TEMPLATE, TeacherCard
 from .errors import ConfigError, UserError
 from .evalmodel import EvalModel
 from .ui import console, live_progress, plural
@@ -38,55 +36,7 @@ from .ui import console, live_progress, plural
 EVAL = "eval"
 SCORED = "scored.parquet"
 SCORES = "scores.json"
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """The protocol (the R1 paper's by default) and how the work is cut; `--set eval.KEY=…`."""
-
-    backend: str = "auto"  # auto (vLLM when it imports, else transformers) | vllm | hf | openai
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_tokens: int = 32768
-    seed: int = 0
-    n: int | None = None  # samples per problem for every benchmark; None: each benchmark's default
-    limit: int | None = None  # first N problems of every benchmark
-    shard_size: int = 16  # problems per shard: the unit of resume
-    batch_size: int = 16  # prompts per forward pass (transformers backend)
-    workers: int = 0  # verifier processes; 0: one per core
-    timeout: float = 5.0  # seconds per verdict, enforced by killing the worker
-
-    def __post_init__(self) -> None:
-        def need(ok: bool, name: str, message: str) -> None:
-            if not ok:
-                raise InvalidValue(name, getattr(self, name), message)
-
-        need(self.temperature >= 0, "temperature", "must be 0 or more")
-        need(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
-        need(self.max_tokens >= 1, "max_tokens", "must be at least 1")
-        need(self.n is None or self.n >= 1, "n", "must be at least 1")
-        need(self.limit is None or self.limit >= 1, "limit", "must be at least 1")
-        need(self.shard_size >= 1, "shard_size", "must be at least 1")
-        need(self.batch_size >= 1, "batch_size", "must be at least 1")
-        need(self.workers >= 0, "workers", "must be 0 (one per core) or more")
-        need(self.timeout > 0, "timeout", "must be a positive number of seconds")
-
-
-@dataclass(frozen=True)
-class BenchmarkOptions:
-    """Per benchmark: `--set benchmarks.NAME.KEY=…`."""
-
-    path: str | None = None
-    split: str | None = None
-    limit: int | None = None
-    n: int | None = None
-    columns: ColumnMap | None = None
-
-    def __post_init__(self) -> None:
-        if self.n is not None and self.n < 1:
-            raise InvalidValue("n", self.n, "must be at least 1")
-        if self.limit is not None and self.limit < 1:
-            raise InvalidValue("limit", self.limit, "must be at least 1")
+SETTINGS = "eval.yaml"
 
 
 @dataclass(frozen=True)
@@ -105,12 +55,10 @@ def eval_template(card: TeacherCard) -> PromptTemplate:
 def plan(model: EvalModel, specs: list[tuple[str, str | None]], flags: dict, sets: list[str]) -> EvalPlan:
     """Settings from the command line: the model's card (R1 prompt), `eval` flags and `--set`
     overrides on `model.*`, `eval.*` and `benchmarks.NAME.*`, each checked as it is applied."""
-    from .recipes import apply_override, build, load_card, to_dict, unknown_key_error
-    from .config import DatasetCard
+    from .recipes import apply_override, build, to_dict, unknown_key_error
 
-    card = replace(model.card, template=eval_template(model.card))
     raw: dict = {
-        "model": to_dict(card),
+        "model": to_dict(replace(model.card, template=eval_template(model.card))),
         "eval": {k: v for k, v in flags.items() if v is not None},
         "benchmarks": {name: ({"path": path} if path else {}) for name, path in specs},
     }
@@ -124,12 +72,31 @@ def plan(model: EvalModel, specs: list[tuple[str, str | None]], flags: dict, set
                 raise ConfigError(f"{source}: benchmarks.{name} is not one of this run's --benchmark")
         options = {name: build(BenchmarkOptions, value or {}, source, f"benchmarks.{name}")
                    for name, value in raw["benchmarks"].items()}
-        return build(TeacherCard, raw["model"], source, "model"), build(EvalConfig, raw["eval"], source, "eval"), options
+        config = build(EvalConfig, raw["eval"], source, "eval")
+        if config.benchmarks:
+            raise ConfigError(f"{source}: eval.benchmarks is for recipes; name benchmarks with --benchmark")
+        return build(TeacherCard, raw["model"], source, "model"), config, options
 
     card, config, options = resolve("distill eval")
     for assignment in sets:
         apply_override(raw, assignment, f"--set {assignment}")
         card, config, options = resolve(f"--set {assignment}")
+    return choose(replace(model, card=card), config, [(name, options[name]) for name, _ in specs])
+
+
+def plan_recipe(model: EvalModel, config: EvalConfig) -> EvalPlan:
+    """A recipe's `eval:` section for the model `distill run` trained (the R1 prompt, as always)."""
+    card = replace(model.card, template=eval_template(model.card))
+    return choose(replace(model, card=card), config, [(b.name, b) for b in config.benchmarks])
+
+
+def choose(model: EvalModel, config: EvalConfig, specs: list[tuple[str, BenchmarkOptions]]) -> EvalPlan:
+    """The plan, once everything that can be checked before any work is checked."""
+    from .config import DatasetCard
+    from .recipes import load_card
+
+    card = replace(model.card, engine={**model.card.engine, **config.engine})
+    model = replace(model, card=card)
     if model.adapter and backends.resolve_name(config.backend, card) == "openai":
         raise ConfigError("the openai backend cannot apply a LoRA adapter: serve it (`--lora-modules NAME=PATH`) "
                           "and evaluate a card whose model is NAME, or use --backend vllm or hf")
@@ -139,9 +106,8 @@ def plan(model: EvalModel, specs: list[tuple[str, str | None]], flags: dict, set
                           f"(model card '{card.name}'): pass --max-tokens below {limit}, or raise "
                           "--set model.engine.max_model_len")
     chosen = []
-    for name, _ in specs:
+    for name, opts in specs:
         bench_card = load_card(DatasetCard, name)
-        opts = options[name]
         if opts.path and not Path(opts.path).expanduser().is_file():
             raise UserError(f"{opts.path}: no such file (local copy of benchmark '{name}')")
         chosen.append(Benchmark(
@@ -152,7 +118,7 @@ def plan(model: EvalModel, specs: list[tuple[str, str | None]], flags: dict, set
         ))
     for bench in chosen:
         bench.verifier  # noqa: B018 - a benchmark nothing can score fails here, before any work
-    return EvalPlan(replace(model, card=card), config, tuple(chosen))
+    return EvalPlan(model, config, tuple(chosen))
 
 
 def _settings(p: EvalPlan, n: int) -> backends.GenSettings:
@@ -184,7 +150,7 @@ def _key(bench: Benchmark, index: int) -> int:
 
 def _generate(p: EvalPlan, out: Path, problems: dict[str, list[dict]]) -> None:
     """Every benchmark's samples into its shards, through one engine; done shards are skipped."""
-    from .generate import _check_done_shard, finish
+    from .generate import check_done_shard, finish
 
     teacher = model_name(p.model)
     work: dict[int, tuple[Benchmark, list[dict]]] = {}
@@ -203,7 +169,7 @@ def _generate(p: EvalPlan, out: Path, problems: dict[str, list[dict]]) -> None:
                 raise UserError(f"{stage}: shard {index} is beyond the plan's {len(plans[bench.name])} shards "
                                 "(fewer problems than before: --limit changed?); use a new --out")
             ids = [r["id"] for r in plans[bench.name][index]]
-            _check_done_shard(stage / shards.DATA, index, ids, config)
+            check_done_shard(stage / shards.DATA, index, ids, config)
         todo = [i for i in range(len(plans[bench.name])) if i not in done]
         console.print(f"eval: {bench.title}: {plural(len(rows), 'problem')} × {bench.n} "
                       f"({len(done)} of {plural(len(plans[bench.name]), 'shard')} done)")
@@ -215,15 +181,14 @@ def _generate(p: EvalPlan, out: Path, problems: dict[str, list[dict]]) -> None:
         _run_backend(p, out, work, teacher, configs)
     for bench in p.benchmarks:
         stage = out / EVAL / bench.name
-        shim = SimpleNamespace(gen_config=lambda b=bench: configs[b.name])
-        finish(stage, plans[bench.name], shim, teacher, 0)
+        finish(stage, plans[bench.name], configs[bench.name], teacher, 0, command="eval")
         shards.write_card(stage, f"distill eval samples: {bench.title}", {"default": shards.DATA},
                           f"Model: {teacher}. Samples written by `distill eval`; scored.parquet beside "
                           "data/ has each one's verdict, ../scores.json the scores.")
 
 
 def _run_backend(p: EvalPlan, out: Path, work: dict, teacher: str, configs: dict[str, str]) -> None:
-    from .generate import _check_complete
+    from .generate import check_complete
 
     settings = _settings(p, 1)
     lock = threading.Lock()
@@ -245,7 +210,7 @@ def _run_backend(p: EvalPlan, out: Path, work: dict, teacher: str, configs: dict
                 extra = {f: v for f, v in s.items() if f not in ("prompt_index", "sample_idx")}
                 out_rows.append({**rows[j], **extra, "sample_idx": k, "teacher": teacher, "gen_config": config})
             out_rows.sort(key=lambda r: (r["id"], r["sample_idx"]))
-            _check_complete(out_rows, rows, bench.n, index)
+            check_complete(out_rows, rows, bench.n, index)
             stage = out / EVAL / bench.name
             shards.write_table(stage / shards.DATA / shards.shard_name(index), schema.table(out_rows, schema.TRACE))
             shards.mark_done(stage, index)
@@ -265,19 +230,28 @@ def run_eval(p: EvalPlan, out: Path) -> dict:
 
     out = Path(out)
     problems = {bench.name: benchmarks.problems(bench) for bench in p.benchmarks}  # all load before any work
-    _write_settings(p, out / EVAL / "eval.yaml")
+    path, text = out / EVAL / SETTINGS, settings_text(p)
+    if not path.is_file() or path.read_text() != text:
+        # other settings than the scores on disk were made with: those scores no longer hold
+        (out / EVAL / SCORES).unlink(missing_ok=True)
+        shards.write_text(path, text)
     _generate(p, out, problems)
     return score_all(p, out, problems)
 
 
-def _write_settings(p: EvalPlan, path: Path) -> None:
-    """The resolved settings, for the record (the resume guard is each shard's gen_config)."""
+def settings_text(p: EvalPlan) -> str:
+    """The resolved settings as eval.yaml holds them, for the record (the resume guard is each
+    shard's gen_config)."""
     from .recipes import dump_yaml, to_dict
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
     card = to_dict(p.model.card)
     card.pop("sampling")  # eval's own protocol (`eval:`) decides sampling, not the card's defaults
-    tmp.write_text(dump_yaml({"model": card, "adapter": p.model.adapter, "eval": p.config,
-                              "benchmarks": list(p.benchmarks)}))
-    os.replace(tmp, path)
+    config = to_dict(p.config)
+    config.pop("benchmarks")  # listed below, resolved
+    return dump_yaml({"model": card, "adapter": p.model.adapter, "eval": config, "benchmarks": list(p.benchmarks)})
+
+
+def is_complete(p: EvalPlan, out: Path) -> bool:
+    """Whether `out/eval` holds the scores of exactly this plan (`distill run` then skips eval)."""
+    path = Path(out) / EVAL / SETTINGS
+    return (Path(out) / EVAL / SCORES).is_file() and path.is_file() and path.read_text() == settings_text(p)

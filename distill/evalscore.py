@@ -84,6 +84,21 @@ def score_all(p, out: Path, problems: dict[str, list[dict]]) -> dict:
     return result
 
 
+def read_scores(out: Path) -> dict:
+    """The scores a finished eval wrote into `out/eval`."""
+    import json
+
+    from .eval import EVAL, SCORES
+
+    path = Path(out) / EVAL / SCORES
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        from .errors import UserError
+
+        raise UserError(f"{path}: unreadable ({e}); delete it and rerun to score again") from None
+
+
 def print_scores(result: dict, out: Path) -> None:
     """The scores as a table, the R1 paper's beside them when the model matches one."""
     from rich import box

@@ -36,8 +36,9 @@ def settings_for(recipe: Recipe) -> backends.GenSettings:
     )
 
 
-def _check_done_shard(folder: Path, index: int, expected: list[str], gen_config: str) -> None:
-    """A done shard must hold the plan's prompts and this run's generation config."""
+def check_done_shard(folder: Path, index: int, expected: list[str], gen_config: str) -> None:
+    """A done shard must hold the plan's prompts and this run's generation config (generate's and
+    eval's resume guard)."""
     path = folder / shards.shard_name(index)
     table = shards.read_file(path, ["id", "gen_config"])
     if set(table.column("id").to_pylist()) != set(expected):
@@ -69,7 +70,7 @@ def run_generate(recipe: Recipe, out: Path, rank: int = 0, world_size: int = 1) 
     for index in sorted(done):
         if index >= len(plan):
             raise UserError(f"{stage}: shard {index} is beyond the plan's {len(plan)} shards; use a new --out")
-        _check_done_shard(data, index, [p["id"] for p in plan[index]], gen_config)
+        check_done_shard(data, index, [p["id"] for p in plan[index]], gen_config)
     todo = [i for i in range(len(plan)) if i % world_size == rank and i not in done]
     teacher_name = models.describe(recipe.teacher)
     written = Counter()
@@ -95,7 +96,7 @@ def run_generate(recipe: Recipe, out: Path, rank: int = 0, world_size: int = 1) 
                     for s in samples
                 ]
                 rows.sort(key=lambda r: (r["id"], r["sample_idx"]))
-                _check_complete(rows, plan[index], settings.n, index)
+                check_complete(rows, plan[index], settings.n, index)
                 shards.write_table(data / shards.shard_name(index), schema.table(rows, schema.TRACE))
                 shards.mark_done(stage, index)
                 with lock:
@@ -109,7 +110,7 @@ def run_generate(recipe: Recipe, out: Path, rank: int = 0, world_size: int = 1) 
             finally:
                 with lock:
                     _save_stats(stage, rank, progress)
-    return finish(stage, plan, settings, teacher_name, written["rows"])
+    return finish(stage, plan, gen_config, teacher_name, written["rows"])
 
 
 def _save_stats(stage: Path, rank: int, progress) -> None:
@@ -123,15 +124,18 @@ def _save_stats(stage: Path, rank: int, progress) -> None:
     shards.write_json(path, totals)
 
 
-def _check_complete(rows: list[dict], prompts: list[dict], n: int, index: int) -> None:
+def check_complete(rows: list[dict], prompts: list[dict], n: int, index: int) -> None:
+    """A backend's samples for a shard: every prompt's n samples, once each."""
     want = {(p["id"], k) for p in prompts for k in range(n)}
     got = [(r["id"], r["sample_idx"]) for r in rows]
     if len(got) != len(want) or set(got) != want:
         raise RuntimeError(f"backend returned {len(got)} samples for shard {index}, expected {len(want)}")
 
 
-def finish(stage: Path, plan: list[list[dict]], settings, teacher: str, written: int) -> dict:
-    """Write the manifest once every shard (of every rank) is done; report progress either way."""
+def finish(stage: Path, plan: list[list[dict]], gen_config: str, teacher: str, written: int,
+           command: str = "generate") -> dict:
+    """Write the manifest once every shard (of every rank) is done; report progress either way.
+    `command` is what wrote the shards (`eval` writes its samples the way generate does)."""
     done = shards.done(stage)
     complete = all(i in done for i in range(len(plan)))
     summary = {"shards": len(plan), "shards_done": len(done & set(range(len(plan)))), "written_now": written}
@@ -140,14 +144,15 @@ def finish(stage: Path, plan: list[list[dict]], settings, teacher: str, written:
             shards.read_file(stage / shards.DATA / shards.shard_name(i), ["finish_reason", "completion_tokens"])
             for i in range(len(plan))
         ]
-        shards.write_card(stage, "distill traces", {"default": shards.DATA},
-                          f"Teacher: {teacher}. Written by `distill generate`; see manifest.json.")
+        if command == "generate":  # eval writes its own card, naming the benchmark
+            shards.write_card(stage, "distill traces", {"default": shards.DATA},
+                              f"Teacher: {teacher}. Written by `distill generate`; see manifest.json.")
         shards.write_json(
             stage / shards.MANIFEST,
             {
-                "stage": "generate",
+                "stage": command,
                 "teacher": teacher,
-                "gen_config": settings.gen_config(),
+                "gen_config": gen_config,
                 "plan": {f"{i:05d}": [p["id"] for p in prompts] for i, prompts in enumerate(plan)},
                 "counts": {
                     "prompts": sum(len(p) for p in plan),

@@ -1,4 +1,4 @@
-"""run_pipeline(): generate → filter → train in one run folder, each stage skipped when done."""
+"""run_pipeline(): generate → filter → train → eval in one run folder, each stage skipped when done."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from .ui import console
 
 
 def run_pipeline(recipe: Recipe, out: Path, merge: bool = False) -> dict:
-    """Run every stage of `recipe` into `out`; a rerun after a kill picks up where it stopped."""
+    """Run every stage of `recipe` into `out`; a rerun after a kill picks up where it stopped.
+    The eval stage runs when the recipe's `eval.benchmarks` names any."""
     out = Path(out)
     # every section is checked before the first stage starts, not after hours of generation
     settings_for(recipe)
     check_filter(recipe)
     check_train(recipe)
+    check_eval(recipe)
     results: dict = {"seconds": {}}
 
     def timed(stage: str, fn, *args, **kwargs):
@@ -38,7 +40,40 @@ def run_pipeline(recipe: Recipe, out: Path, merge: bool = False) -> dict:
         console.print(f"train: skipped, the filter kept no rows (see {out / FILTERED / 'report.json'})")
     else:
         timed("train", run_train, recipe, out, out, merge=merge, resume=True)  # a rerun continues
+    if recipe.eval.benchmarks and results["train"] is not None:
+        timed("eval", _evaluate, recipe, out)
     return results
+
+
+def check_eval(recipe: Recipe) -> None:
+    """The eval section's benchmarks exist and can be scored; checked before generation starts."""
+    from .config import DatasetCard
+    from .benchmarks import VERIFIER
+    from .errors import ConfigError
+    from .recipes import load_card
+
+    for i, bench in enumerate(recipe.eval.benchmarks):
+        try:
+            card = load_card(DatasetCard, bench.name)
+        except ConfigError as e:
+            raise ConfigError(f"recipe '{recipe.name}': eval.benchmarks.{i}: {e}") from None
+        if card.domain not in VERIFIER:
+            raise ConfigError(f"recipe '{recipe.name}': eval.benchmarks.{i} '{bench.name}' has domain "
+                              f"'{card.domain}', which no verifier scores ({', '.join(VERIFIER)})")
+
+
+def _evaluate(recipe: Recipe, out: Path) -> dict:
+    """The trained student (OUT/student: adapter or full weights) on the recipe's benchmarks."""
+    from . import evalmodel, runfolder
+    from .eval import EVAL, is_complete, plan_recipe, run_eval
+    from .evalscore import read_scores
+
+    p = plan_recipe(evalmodel.resolve(str(out)), recipe.eval)
+    runfolder.claim(out, recipe, "eval", started=(out / EVAL).is_dir())
+    if is_complete(p, out):
+        console.print(f"eval: {out / EVAL} is complete; skipping")
+        return read_scores(out)
+    return run_eval(p, out)
 
 
 def print_summary(results: dict, out: Path) -> None:
@@ -63,6 +98,10 @@ def print_summary(results: dict, out: Path) -> None:
         )
     else:
         lines.append("trained    nothing: no rows survived the filter")
-    made = [f"{d}/" for d in ("traces", "filtered", "student") if (Path(out) / d).is_dir()]
+    if results.get("eval"):
+        for name, s in results["eval"]["benchmarks"].items():
+            lines.append(f"scored     {s['title']}: pass@1 {s['pass@1']:.1f} ± {s['pass@1_se']:.1f} "
+                         f"({s['problems']} problems × {s['n']}){secs.get('eval', '')}")
+    made = [f"{d}/" for d in ("traces", "filtered", "student", "eval") if (Path(out) / d).is_dir()]
     lines.append(f"output     {out}/  ({', '.join(made)})")
     console.print(Panel("\n".join(lines), title="distill run", expand=False))

@@ -230,7 +230,8 @@ def _source_lists(raw: dict) -> list[list]:
 
 def _normalise_recipe(raw: dict) -> dict:
     """Shorthands: `data: gsm8k` or `data: [gsm8k, …]` mean `[{card: gsm8k}, …]`; the same for
-    `filter.decontaminate`; `train.data: FILE` or `[FILE, …]` mean `[{source: FILE}, …]`."""
+    `filter.decontaminate`; `train.data: FILE` or `[FILE, …]` mean `[{source: FILE}, …]`;
+    `eval.benchmarks: gsm8k-test` or `[gsm8k-test, {name: math500, n: 4}]` mean `[{name: …}, …]`."""
     if "data" in raw:
         raw["data"] = _sources(raw["data"])
     if isinstance(raw.get("filter"), dict) and "decontaminate" in raw["filter"]:
@@ -239,6 +240,10 @@ def _normalise_recipe(raw: dict) -> dict:
         entries = raw["train"]["data"]
         raw["train"]["data"] = [{"source": e} if isinstance(e, str) else e
                                 for e in ([entries] if isinstance(entries, str) else entries)]
+    if isinstance(raw.get("eval"), dict) and isinstance(raw["eval"].get("benchmarks"), (str, list)):
+        entries = raw["eval"]["benchmarks"]
+        raw["eval"]["benchmarks"] = [{"name": e} if isinstance(e, str) else e
+                                     for e in ([entries] if isinstance(entries, str) else entries)]
     return raw
 
 
@@ -315,6 +320,11 @@ def _rebase_recipe(raw: dict, base: Path, source: str) -> None:
     for entry in train_data if isinstance(train_data, list) else []:
         if isinstance(entry, dict) and "source" in entry:
             entry["source"] = _rebase(entry["source"], base)
+    benchmarks = raw.get("eval", {}).get("benchmarks") if isinstance(raw.get("eval"), dict) else None
+    for entry in benchmarks if isinstance(benchmarks, list) else []:
+        for key in ("name", "path"):  # a card .yaml or a local copy beside the recipe
+            if isinstance(entry, dict) and key in entry:
+                entry[key] = _rebase(entry[key], base)
 
 
 def load_recipe(

@@ -3,12 +3,12 @@ writes, and the guard that refuses to continue a stage under a changed configura
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from . import shards
 from .config import Recipe
 from .recipes import to_dict
 from .errors import ConfigError
@@ -21,8 +21,10 @@ STAGE_KEYS = {
     "generate": ("teacher", "data", "generate"),
     "filter": ("filter",),
     "train": ("student", "train"),
+    "eval": ("eval",),
 }
-_IGNORED = {"generate.batch_size", "filter.workers", "teacher.description", "student.description"}
+_IGNORED = {"generate.batch_size", "filter.workers", "eval.batch_size", "eval.workers", "teacher.description",
+            "student.description"}
 
 
 def _first_difference(old: Any, new: Any, path: str) -> tuple[str, Any, Any] | None:
@@ -83,9 +85,7 @@ def claim(out: Path, recipe: Recipe, stage: str, started: bool) -> None:
 
 
 def _write(path: Path, data: dict) -> None:
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100))
-    os.replace(tmp, path)
+    shards.write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100))
 
 
 def check_scale_out(rank: int, world_size: int) -> None:

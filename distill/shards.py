@@ -66,12 +66,17 @@ def link_file(source: Path, path: Path) -> None:
     _fsync_dir(path.parent)
 
 
-def write_json(path: Path, obj: object) -> None:
-    """Write JSON atomically (temp file + rename)."""
+def write_text(path: Path, text: str) -> None:
+    """Write a small text file atomically (temp file + rename): a reader sees the old or the new."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: object) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
 def mark_done(stage: Path, index: int) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import run_cli, write_yaml
 
-from distill.arithmetic import arithmetic
+from distill.arithmetic import arithmetic, split_of
 from distill.config import DataSource, DatasetCard
 from distill.recipes import load_card
 from distill.errors import UserError
@@ -100,6 +100,19 @@ def test_arithmetic_is_seeded_distinct_and_right():
 def test_arithmetic_card_yields_prompt_rows():
     rows = prompt_rows(DataSource(card=load_card(DatasetCard, "arithmetic"), limit=10))
     assert len(rows) == 10 and all(r["answer"].isdigit() and r["id"].startswith("arithmetic/") for r in rows)
+
+
+def test_the_held_out_arithmetic_card_shares_no_problem_with_the_training_card():
+    train = prompt_rows(DataSource(card=load_card(DatasetCard, "arithmetic")))
+    test = prompt_rows(DataSource(card=load_card(DatasetCard, "arithmetic-test")))
+    assert len(train) == 200 and len(test) == 100
+    assert not {r["problem"] for r in train} & {r["problem"] for r in test}
+    for r in test:
+        assert int(r["answer"]) == _solve(r["problem"]), r
+    # whatever the seed, a problem's split is fixed by its text
+    assert all(split_of(r["problem"]) == "test" for r in arithmetic(count=50, seed=3, split="test"))
+    with pytest.raises(ValueError, match="split must be one of all, train, test"):
+        next(arithmetic(split="dev"))
 
 
 def test_unknown_generator_param():

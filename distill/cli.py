@@ -231,6 +231,39 @@ def eval_(
     _guard(body)
 
 
+EXPORT_INTERRUPTED = "interrupted: OUT is as it was (an export moves into place only when whole); rerun the same command"
+
+
+@app.command()
+def export(
+    source: Annotated[Path, typer.Argument(
+        metavar="DIR", help="Run folder, its filtered/ or traces/, or any folder of Parquet files.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl, parquet or hf (datasets.save_to_disk).")],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Folder to write: the data, README.md (dataset card) and provenance.json.")],
+    rows: Annotated[Optional[str], typer.Option(
+        "--rows", help="kept (default: the distilled dataset), rejected (with reject_reason) or traces "
+        "(everything the teacher wrote).")] = None,
+    push_to_hub: Annotated[Optional[str], typer.Option(
+        "--push-to-hub", metavar="REPO", help="Also upload to this hub dataset repo (as Parquet, with the card).")] = None,
+    private: Annotated[bool, typer.Option("--private", help="Create the hub repo private.")] = False,
+) -> None:
+    """Export a run's rows as a dataset with a card that records how they were made."""
+
+    def body() -> None:
+        from .export import run_export
+        from .ui import console
+
+        result = run_export(source, out, fmt, rows=rows, push_to_hub=push_to_hub, private=private)
+        what = {"kept": "kept rows", "rejected": "rejected rows", "traces": "trace rows"}.get(result["kind"], "rows")
+        files = result["files"][0] if len(result["files"]) == 1 else f"{len(result['files'])} files"
+        console.print(f"export: {result['rows']} {what} in {out} ({fmt}: {files}, README.md, provenance.json)")
+        if result["url"]:
+            console.print(f"pushed: {result['url']}")
+
+    _guard(body, EXPORT_INTERRUPTED)
+
+
 @app.command()
 def cards(kind: Annotated[Optional[str], typer.Argument(help="teachers, students, datasets or recipes")] = None) -> None:
     """List the bundled cards and recipes."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import cards, sources
 from .config import ColumnMap, DataSource, DatasetCard
-from .errors import ConfigError, UserError
+from .errors import ConfigError, UserError, reason
 
 
 @dataclass(frozen=True)
@@ -153,11 +153,10 @@ def _from_hub(bench: Benchmark) -> list[dict]:
     try:
         return datasets.load_dataset(card.hub, card.subset, split=bench.split or card.split).to_list()
     except Exception as e:  # noqa: BLE001 - offline, gated, missing: all the same to the user
-        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
         gated = KNOWN[bench.name].gated if bench.name in KNOWN else None
         access = (f"it is gated: accept its terms at {gated} and log in (`hf auth login`), " if gated else "")
         raise UserError(
-            f"benchmark '{bench.name}': cannot load '{card.hub}' from the hub ({reason}); "
+            f"benchmark '{bench.name}': cannot load '{card.hub}' from the hub ({reason(e, kind=True)}); "
             f"{access}or give a local copy with --benchmark {bench.name}=FILE"
         ) from None
 

@@ -11,3 +11,13 @@ class ConfigError(UserError):
     """A recipe, card or --set problem (unknown key, bad value, missing card)."""
 
     exit_code = 2
+
+
+def reason(e: BaseException, limit: int = 160, kind: bool = False) -> str:
+    """An exception in a few words for a one-line message: its first line (its type when it has
+    no text), with the type in front when `kind`."""
+    text = str(e).strip()
+    first = text.splitlines()[0][:limit] if text else ""
+    if not first:
+        return type(e).__name__
+    return f"{type(e).__name__}: {first}" if kind else first

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import ConfigError, UserError
+from .errors import ConfigError, UserError, reason
 
 NO_TOKEN = "--push-to-hub: no Hugging Face token; set HF_TOKEN or run `hf auth login` (nothing was exported)"
 
@@ -29,7 +29,7 @@ def check(repo: str) -> None:
 
 def _reason(e: Exception) -> str:
     status = getattr(getattr(e, "response", None), "status_code", None)
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+    first = reason(e, limit=200)
     if status in (401, 403):
         return f"{first}; does the token have write access to it?"
     return first

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from .config import GGUFSource, StudentCard, TeacherCard
-from .errors import ConfigError, UserError
+from .errors import ConfigError, UserError, reason
 
 
 def distill_home() -> Path:
@@ -104,9 +104,8 @@ def check_loadable(card: TeacherCard | StudentCard, role: str) -> None:
     try:  # cached (or downloadable) config: the rest comes with from_pretrained
         snapshot_download(path, revision=card.revision, allow_patterns=["config.json"])
     except Exception as e:  # noqa: BLE001 - offline, gated, missing, malformed: all one line
-        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
         raise UserError(
-            f"{role} card '{card.name}': cannot load model '{path}' ({reason}); "
+            f"{role} card '{card.name}': cannot load model '{path}' ({reason(e)}); "
             "check the hub id and your access, or download it while online (or point `model:` at a local folder)"
         ) from None
 

@@ -211,39 +211,28 @@ def load_card(cls: type, name: str) -> Any:
 # ---------------------------------------------------------------- recipes and overrides
 
 
-def _sources(value: Any) -> Any:
-    """`gsm8k` or `[gsm8k, {card: math500, path: …}]` → a list of `{card: …}` mappings."""
+def _entries(value: Any, key: str) -> Any:
+    """A list shorthand: `x` or `[x, {key: y, …}]` → `[{key: x}, {key: y, …}]`."""
     if isinstance(value, (str, dict)):
         value = [value]
     if isinstance(value, list):
-        return [{"card": d} if isinstance(d, str) else d for d in value]
+        return [{key: d} if isinstance(d, str) else d for d in value]
     return value
 
 
-def _source_lists(raw: dict) -> list[list]:
-    """The lists of data sources in a recipe: `data` and `filter.decontaminate`."""
-    found = [raw.get("data")]
-    if isinstance(raw.get("filter"), dict):
-        found.append(raw["filter"].get("decontaminate"))
-    return [entries for entries in found if isinstance(entries, list)]
+# Lists written as shorthands, and the key a bare string stands for in each.
+_SHORTHANDS = ((None, "data", "card"), ("filter", "decontaminate", "card"), ("train", "data", "source"),
+               ("eval", "benchmarks", "name"))
 
 
 def _normalise_recipe(raw: dict) -> dict:
     """Shorthands: `data: gsm8k` or `data: [gsm8k, …]` mean `[{card: gsm8k}, …]`; the same for
     `filter.decontaminate`; `train.data: FILE` or `[FILE, …]` mean `[{source: FILE}, …]`;
     `eval.benchmarks: gsm8k-test` or `[gsm8k-test, {name: math500, n: 4}]` mean `[{name: …}, …]`."""
-    if "data" in raw:
-        raw["data"] = _sources(raw["data"])
-    if isinstance(raw.get("filter"), dict) and "decontaminate" in raw["filter"]:
-        raw["filter"]["decontaminate"] = _sources(raw["filter"]["decontaminate"])
-    if isinstance(raw.get("train"), dict) and isinstance(raw["train"].get("data"), (str, list)):
-        entries = raw["train"]["data"]
-        raw["train"]["data"] = [{"source": e} if isinstance(e, str) else e
-                                for e in ([entries] if isinstance(entries, str) else entries)]
-    if isinstance(raw.get("eval"), dict) and isinstance(raw["eval"].get("benchmarks"), (str, list)):
-        entries = raw["eval"]["benchmarks"]
-        raw["eval"]["benchmarks"] = [{"name": e} if isinstance(e, str) else e
-                                     for e in ([entries] if isinstance(entries, str) else entries)]
+    for section, key, first in _SHORTHANDS:
+        node = raw if section is None else raw.get(section)
+        if isinstance(node, dict) and key in node:
+            node[key] = _entries(node[key], first)
     return raw
 
 
@@ -310,22 +299,14 @@ def _rebase_recipe(raw: dict, base: Path, source: str) -> None:
             raw[key] = _rebase(raw[key], base)
         if isinstance(raw.get(key), dict) and "chat_template" in raw[key]:  # relative to the recipe
             raw[key]["chat_template"] = _template_file(raw[key]["chat_template"], base, source)
-    for entries in _source_lists(raw):
-        for entry in entries:
-            if isinstance(entry, dict):
-                for key in ("card", "path"):
-                    if key in entry:
-                        entry[key] = _rebase(entry[key], base)
-    train_data = raw.get("train", {}).get("data") if isinstance(raw.get("train"), dict) else None
-    for entry in train_data if isinstance(train_data, list) else []:
-        if isinstance(entry, dict) and "source" in entry:
-            entry["source"] = _rebase(entry["source"], base)
-    benchmarks = raw.get("eval", {}).get("benchmarks") if isinstance(raw.get("eval"), dict) else None
-    for entry in benchmarks if isinstance(benchmarks, list) else []:
-        for key in ("name", "path"):  # a card .yaml or a local copy beside the recipe
-            if isinstance(entry, dict) and key in entry:
-                entry[key] = _rebase(entry[key], base)
-
+    # file names in the listed entries are relative to the recipe too: a card .yaml, a local copy
+    for section, key, first in _SHORTHANDS:
+        node = raw if section is None else raw.get(section)
+        entries = node.get(key) if isinstance(node, dict) else None
+        for entry in entries if isinstance(entries, list) else []:
+            for name in {first, "path"}:
+                if isinstance(entry, dict) and name in entry:
+                    entry[name] = _rebase(entry[name], base)
 
 def load_recipe(
     name: str | None, overrides: tuple[str, ...] | list[str] = (), labels: list[str] | None = None

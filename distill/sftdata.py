@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import TrainData
-from .errors import ConfigError, UserError
+from .errors import ConfigError, UserError, reason
 
 _FORMATS = {".parquet": "parquet", ".jsonl": "json", ".json": "json"}
 # ShareGPT speakers as LLaMA-Factory and the published reasoning sets write them
@@ -52,9 +52,8 @@ def _hub(name: str, config: str | None, split: str, what: str):
     try:
         return datasets.load_dataset(name, config, split=split)
     except Exception as e:  # noqa: BLE001 - offline, gated, missing: all one line to the user
-        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
         raise UserError(
-            f"{what}: cannot load hub dataset '{name}' ({reason}); download it while online, "
+            f"{what}: cannot load hub dataset '{name}' ({reason(e)}); download it while online, "
             "or point the recipe at a local Parquet/JSONL copy"
         ) from None
 

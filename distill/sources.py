@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .arithmetic import arithmetic
 from .config import DataSource, DatasetCard
-from .errors import ConfigError, UserError
+from .errors import ConfigError, UserError, reason
 
 # Prompt generators: plain functions (**params) -> iterable of {problem, answer[, id]}.
 GENERATORS: dict[str, Callable[..., Iterable[dict]]] = {"arithmetic": arithmetic}
@@ -72,7 +72,7 @@ def _loaded(card: DatasetCard, path: str | None, split: str) -> tuple[list[dict]
         ds = datasets.load_dataset(card.hub, card.subset, split=split)
     except Exception as e:  # noqa: BLE001 - offline, gated, missing: all the same to the user
         raise UserError(
-            f"cannot load '{card.hub}' from the hub ({type(e).__name__}: {str(e).splitlines()[0][:160]}); "
+            f"cannot load '{card.hub}' from the hub ({reason(e, kind=True)}); "
             f"give a local file: `path: FILE` beside `card: {card.name}` in the recipe "
             f"(e.g. --set data.N.path=FILE)"
         ) from None

@@ -11,7 +11,7 @@ import importlib
 import os
 
 from .config import TrainConfig
-from .errors import ConfigError
+from .errors import ConfigError, reason
 
 # Attention implementations that keep packed rows apart. flash_attention_* and flex read the
 # sequence boundaries TRL's padding-free collator passes (cu_seq_lens / position_ids); sdpa and
@@ -100,6 +100,5 @@ def check_hub(cfg: TrainConfig) -> None:
     try:
         HfApi().whoami(token=token)
     except Exception as e:  # noqa: BLE001 - offline, refused token, proxy: all one line
-        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
-        raise ConfigError(f"train.push_to_hub: cannot reach the hub with this machine's token ({reason}); "
+        raise ConfigError(f"train.push_to_hub: cannot reach the hub with this machine's token ({reason(e)}); "
                           "check the network and `hf auth whoami`, or set train.push_to_hub: false") from None

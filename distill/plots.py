@@ -90,13 +90,10 @@ def scores(benchmarks: dict, model: str | None = None) -> "Figure":  # noqa: F82
     values = [b["pass@1"] for b in benchmarks.values()]
     errors = [b.get("pass@1_se") or 0.0 for b in benchmarks.values()]
     fig, ax = _figure(max(7, 1 + 1.2 * len(titles)), 4.4)
-    bars = ax.bar(titles, values, yerr=errors, capsize=6, color="tab:blue", label="pass@1 ± SE")
-    for bar, v, e in zip(bars, values, errors):
-        # inside a tall bar, else above its error bar: never on top of the error bar itself
-        inside = v >= 15
-        ax.text(bar.get_x() + bar.get_width() / 2, v / 2 if inside else v + e + 2, f"{v:.1f} ± {e:.1f}",
-                ha="center", va="center" if inside else "bottom", color="white" if inside else "black",
-                fontweight="bold")
+    positions = range(len(titles))
+    ax.bar(positions, values, yerr=errors, capsize=6, color="tab:blue", label="pass@1 ± SE")
+    # the numbers go under the benchmark names: on or above a bar they collide with its error bar
+    ax.set_xticks(positions, labels=[f"{t}\n{v:.1f} ± {e:.1f}" for t, v, e in zip(titles, values, errors)])
     refs = [(i, b["reference"]["pass@1"]) for i, b in enumerate(benchmarks.values())
             if (b.get("reference") or {}).get("pass@1") is not None]
     if refs:

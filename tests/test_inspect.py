@@ -193,7 +193,7 @@ def test_plots_are_pngs_that_show_what_their_titles_say(run):
 
     ax = figs["scores.png"].axes[0]
     assert ax.get_title() == "pass@1 per benchmark (± standard error over problems)"
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["AIME 2024", "MATH-500"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["AIME 2024\n40.0 ± 10.0", "MATH-500\n75.0 ± 5.0"]
     from matplotlib.container import BarContainer
 
     bars = next(c for c in ax.containers if isinstance(c, BarContainer))

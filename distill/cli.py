@@ -264,6 +264,43 @@ def export(
     _guard(body, EXPORT_INTERRUPTED)
 
 
+@app.command("inspect")
+def inspect_(
+    path: Annotated[Path, typer.Argument(
+        metavar="DIR", help="Run folder, or one of its stage folders (traces/, filtered/, student/, eval/).")],
+    sample: Annotated[Optional[int], typer.Option(
+        "--sample", help="Print N single traces (reasoning and answer apart) instead of the summary.")] = None,
+    source: Annotated[Optional[str], typer.Option(
+        "--from", help="With --sample: kept, rejected, traces or eval (default: kept, else traces, else eval).")] = None,
+    seed: Annotated[int, typer.Option(help="With --sample: which rows are drawn (same seed, same rows).")] = 0,
+    full: Annotated[bool, typer.Option("--full", help="With --sample: show long reasoning whole.")] = False,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots to DIR/plots/.")] = True,
+) -> None:
+    """Summarise a run folder (rows, kept %, reasons, token percentiles, loss, scores) and plot it."""
+
+    def body() -> None:
+        if sample is not None:
+            from .samples import pick, print_samples
+
+            print_samples(*pick(path, sample, source, seed), full=full)
+            return
+        if source is not None or full:
+            raise ConfigError("--from and --full go with --sample N")
+        from .inspect import print_summary, summarize
+        from .ui import console
+
+        summary = summarize(path)
+        print_summary(summary)
+        if plots:
+            from .plots import write_plots
+
+            written = write_plots(summary, path / "plots")
+            if written:
+                console.print("plots: " + ", ".join(str(p) for p in written))
+
+    _guard(body)
+
+
 @app.command()
 def cards(kind: Annotated[Optional[str], typer.Argument(help="teachers, students, datasets or recipes")] = None) -> None:
     """List the bundled cards and recipes."""

@@ -213,12 +213,13 @@ def print_report(report: dict) -> None:
     console.print(table)
     if len(report.get("by_source", {})) > 0:
         sources = Table(title="by source", show_edge=False)
-        for name in ("source", "in", "kept", "pass rate", "dropped (top reasons)"):
+        for name in ("source", "in", "kept", "kept %", "pass rate", "dropped (top reasons)"):
             sources.add_column(name, justify="left" if name in ("source", "dropped (top reasons)") else "right")
         for name, s in report["by_source"].items():
             rate = "-" if s["pass_rate"] is None else f"{100 * s['pass_rate']:.1f}%"
+            kept = f"{100 * s['kept'] / s['rows_in']:.1f}%" if s["rows_in"] else "-"
             top = ", ".join(f"{reason} {count}" for reason, count in list(s["reasons"].items())[:3]) or "-"
-            sources.add_row(name, str(s["rows_in"]), str(s["kept"]), rate, top)
+            sources.add_row(name, str(s["rows_in"]), str(s["kept"]), kept, rate, top)
         console.print(sources)
     lengths = report.get("lengths", {})
     if lengths:

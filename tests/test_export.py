@@ -57,7 +57,7 @@ def test_jsonl_round_trip_keeps_every_row_and_message(run, tmp_path):
     kept = rows_of(run / "filtered" / "data")
     lines = (tmp_path / "out" / "data" / "train.jsonl").read_text().splitlines()
     exported = [json.loads(line) for line in lines]
-    assert result["rows"] == len(exported) == len(kept) == 9 and result["kind"] == "kept"
+    assert result["rows"] == len(exported) == len(kept) == 8 and result["kind"] == "kept"
     assert [key(r) for r in exported] == [key(r) for r in kept]
     for ours, theirs in zip(exported, kept):
         assert ours["messages"] == theirs["messages"]  # a list of {role, content}
@@ -111,13 +111,13 @@ def test_card_and_provenance_hold_what_made_the_rows(run, tmp_path):
         0.6, 0.95, 256, 2, 0)
     assert sampling["template"]["user"].startswith("{problem}")
     assert prov["prompts"] == [{"card": "arithmetic", "split": "train", "generator": "arithmetic",
-                                "params": {"count": 200, "seed": 0}, "limit": 9}]
+                                "params": {"count": 200, "seed": 0, "split": "train"}, "limit": 9}]
     assert prov["filters"]["verifiers"] == ["format", "math"] and prov["filters"]["dedup"] is True
     assert "workers" not in prov["filters"]
     assert prov["counts"]["generate"]["prompts"] == 9 and prov["counts"]["generate"]["samples"] == 18
-    assert prov["counts"]["filter"]["reasons"] == report["reasons"] == {"duplicate": 6, "wrong_answer": 3}
-    assert prov["counts"]["exported"] == report["kept"] == 9
-    assert prov["counts"]["exported_by_source"] == {"arithmetic": 9}
+    assert prov["counts"]["filter"]["reasons"] == report["reasons"] == {"duplicate": 4, "wrong_answer": 6}
+    assert prov["counts"]["exported"] == report["kept"] == 8
+    assert prov["counts"]["exported_by_source"] == {"arithmetic": 8}
     assert prov["versions"]["generated_with"]["distill"] == prov["versions"]["exported_with"]["distill"]
     assert prov["command"] == f"distill export {run} --format jsonl --out {tmp_path / 'out'}"
     assert prov["reproduce"][:2] == ["distill generate --recipe recipe.yaml --out runs/quickstart",
@@ -127,8 +127,8 @@ def test_card_and_provenance_hold_what_made_the_rows(run, tmp_path):
     assert config["size_categories"] == ["n<1K"]
     for line in ("| model | HuggingFaceTB/SmolLM2-135M-Instruct |", "| temperature | 0.6 |", "| top_p | 0.95 |",
                  "| max_tokens | 256 |", "| n | 2 |", '| verifiers | ["format", "math"] |', "| dedup | true |",
-                 "| prompts | 9 |", "| samples generated | 18 |", "| kept | 9 |", "| rejected | 9 |",
-                 "| duplicate | 6 |", "| wrong_answer | 3 |", "distill generate --recipe recipe.yaml --out runs/quickstart"):
+                 "| prompts | 9 |", "| samples generated | 18 |", "| kept | 8 |", "| rejected | 10 |",
+                 "| duplicate | 4 |", "| wrong_answer | 6 |", "distill generate --recipe recipe.yaml --out runs/quickstart"):
         assert line in text, line
     # the shipped recipe.yaml is the run's recipe and loads as one: the reproduce commands work
     shipped = load_recipe(str(tmp_path / "out" / "recipe.yaml"))
@@ -138,9 +138,9 @@ def test_card_and_provenance_hold_what_made_the_rows(run, tmp_path):
 def test_rejected_rows_and_traces(run, tmp_path):
     result = run_export(run, tmp_path / "rej", "parquet", rows="rejected")
     rejected = pads.dataset(tmp_path / "rej" / "data").to_table().to_pylist()
-    assert result["kind"] == "rejected" and len(rejected) == 9 and all(r["reject_reason"] for r in rejected)
+    assert result["kind"] == "rejected" and len(rejected) == 10 and all(r["reject_reason"] for r in rejected)
     prov = json.loads((tmp_path / "rej" / "provenance.json").read_text())
-    assert prov["counts"]["exported_by_reason"] == {"duplicate": 6, "wrong_answer": 3}
+    assert prov["counts"]["exported_by_reason"] == {"duplicate": 4, "wrong_answer": 6}
     # a traces/ folder given directly: every sample, no filter, but the run's teacher and prompts
     result = run_export(run / "traces", tmp_path / "traces", "jsonl")
     lines = (tmp_path / "traces" / "data" / "train.jsonl").read_text().splitlines()
@@ -370,7 +370,7 @@ def test_no_token_is_one_line_before_any_work(run, tmp_path):
 
 def test_cli_exports_and_stays_light(run, tmp_path):
     result = run_cli("export", run, "--format", "jsonl", "--out", tmp_path / "out")
-    assert result.returncode == 0 and f"export: 9 kept rows in {tmp_path / 'out'} (jsonl: data/train.jsonl" in result.stdout
+    assert result.returncode == 0 and f"export: 8 kept rows in {tmp_path / 'out'} (jsonl: data/train.jsonl" in result.stdout
     # importing the export path loads neither torch nor datasets nor huggingface_hub
     probe = subprocess.run([sys.executable, "-c", "import sys, distill.cli, distill.export; "
                             "print(sorted(m for m in ('torch', 'datasets', 'huggingface_hub') if m in sys.modules))"],

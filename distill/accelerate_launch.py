@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .errors import ConfigError, UserError
+from .errors import ConfigError, UserError, reason
 
 CONFIGS = Path(__file__).parent / "accelerate"
 
@@ -42,7 +42,7 @@ def check_backend(config: Path) -> None:
     try:
         data = yaml.safe_load(config.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{config}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise ConfigError(f"{config}: not valid YAML ({reason(e)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{config}: not an accelerate config (expected a mapping of settings)")
     if data.get("distributed_type") == "DEEPSPEED":

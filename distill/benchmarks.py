@@ -147,8 +147,10 @@ def _from_hub(bench: Benchmark) -> list[dict]:
     """The benchmark's rows from the hub; failing that (offline, gated, missing), one line that
     says how to give a local copy instead."""
     import datasets
+    from huggingface_hub.utils import logging as hub_logging
 
     datasets.disable_progress_bars()
+    hub_logging.set_verbosity_error()  # offline, its retries would print a warning each; the one line below says it
     card = bench.card
     try:
         return datasets.load_dataset(card.hub, card.subset, split=bench.split or card.split).to_list()
@@ -157,7 +159,7 @@ def _from_hub(bench: Benchmark) -> list[dict]:
         access = (f"it is gated: accept its terms at {gated} and log in (`hf auth login`), " if gated else "")
         raise UserError(
             f"benchmark '{bench.name}': cannot load '{card.hub}' from the hub ({reason(e, kind=True)}); "
-            f"{access}or give a local copy with --benchmark {bench.name}=FILE"
+            f"{access}or give a local copy: --benchmark {bench.name}=FILE (in a recipe, `path: FILE` on the benchmark)"
         ) from None
 
 

@@ -16,6 +16,7 @@ from .errors import ConfigError, UserError
 
 app = typer.Typer(
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Reasoning distillation: a teacher writes chains of thought, verifiers keep the right ones, "
@@ -25,7 +26,7 @@ app = typer.Typer(
 RecipeOpt = Annotated[str, typer.Option("--recipe", "-r", help="Bundled recipe name (e.g. quickstart) or a .yaml path.")]
 SetOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--set", "-s", help="Override any recipe key: --set generate.n=4 (repeatable)."),
+    typer.Option("--set", "-s", help="Override any recipe key: --set generate.n=4, --set filter.workers=8 (repeatable)."),
 ]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run folder to write into (created if missing).")]
 RankOpt = Annotated[int, typer.Option("--rank", help="This worker's index, for sharded scale-out.")]
@@ -48,6 +49,26 @@ def _guard(fn: Callable[[], None], interrupted: str = RESUMABLE) -> None:
     except KeyboardInterrupt:
         sys.stderr.write(interrupted + "\n")
         raise typer.Exit(130) from None
+    except OSError as e:
+        if not e.filename or not e.strerror:  # not the file system's word on a path: a bug, shown whole
+            raise
+        # a full disk, a read-only or vanished folder: what failed where; finished shards are kept
+        sys.stderr.write(f"error: {e.filename}: {e.strerror}; {interrupted.removeprefix('interrupted: ')}\n")
+        raise typer.Exit(1) from None
+
+
+def _check_out(out: Path, flag: str = "--out") -> None:
+    """The output folder can be made or written: else one line now, not a traceback later."""
+    import os
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{flag} {out}: is a file; give a folder")
+    existing = next((p for p in (out, *out.absolute().parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        raise ConfigError(f"{flag} {out}: {existing} is not a folder; give a folder path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {out}: {existing} is not writable here; give a folder you can write")
 
 
 def _recipe(name: str | None, sets: list[str] | None, limit: int | None = None):
@@ -79,6 +100,7 @@ def generate(
         from .generate import run_generate
         from .ui import console
 
+        _check_out(out)
         resolved = _recipe(recipe, sets, limit)
         if data_parallel != 1:
             from .launch import data_parallel as launch
@@ -113,6 +135,7 @@ def filter_(
         from .filter import print_report, run_filter
         from .ui import console
 
+        _check_out(out)
         result = run_filter(_recipe(recipe, sets), source, out, rank=rank, world_size=world_size)
         if result["complete"]:
             print_report(result)
@@ -153,6 +176,7 @@ def train(
         from .train import run_train
         from .ui import console
 
+        _check_out(out)
         if accelerate is not None:  # the same command, minus these two options, in N processes
             from .accelerate_launch import relaunch
             from .train import check_config
@@ -192,6 +216,7 @@ def run(
     def body() -> None:
         from .pipeline import print_summary, run_pipeline
 
+        _check_out(out)
         results = run_pipeline(_recipe(recipe, sets, limit), out, merge=merge)
         print_summary(results, out)
 
@@ -220,6 +245,7 @@ def eval_(
         from .eval import plan, run_eval
         from .evalscore import print_scores
 
+        _check_out(out)
         for flag, value in (("--n", n), ("--limit", limit), ("--max-tokens", max_tokens)):
             if value is not None and value < 1:
                 raise ConfigError(f"{flag} must be at least 1, got {value}")
@@ -257,7 +283,8 @@ def export(
         result = run_export(source, out, fmt, rows=rows, push_to_hub=push_to_hub, private=private)
         what = {"kept": "kept rows", "rejected": "rejected rows", "traces": "trace rows"}.get(result["kind"], "rows")
         files = result["files"][0] if len(result["files"]) == 1 else f"{len(result['files'])} files"
-        console.print(f"export: {result['rows']} {what} in {out} ({fmt}: {files}, README.md, provenance.json)")
+        beside = "README.md, provenance.json" + (", recipe.yaml" if (out / "recipe.yaml").is_file() else "")
+        console.print(f"export: {result['rows']} {what} in {out} ({fmt}: {files}, {beside})")
         if result["url"]:
             console.print(f"pushed: {result['url']}")
 
@@ -272,7 +299,7 @@ def inspect_(
         "--sample", help="Print N single traces (reasoning and answer apart) instead of the summary.")] = None,
     source: Annotated[Optional[str], typer.Option(
         "--from", help="With --sample: kept, rejected, traces or eval (default: kept, else traces, else eval).")] = None,
-    seed: Annotated[int, typer.Option(help="With --sample: which rows are drawn (same seed, same rows).")] = 0,
+    seed: Annotated[Optional[int], typer.Option(help="With --sample: which rows are drawn (same seed, same rows).")] = None,
     full: Annotated[bool, typer.Option("--full", help="With --sample: show long reasoning whole.")] = False,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots to DIR/plots/.")] = True,
 ) -> None:
@@ -282,10 +309,10 @@ def inspect_(
         if sample is not None:
             from .samples import pick, print_samples
 
-            print_samples(*pick(path, sample, source, seed), full=full)
+            print_samples(*pick(path, sample, source, seed or 0), full=full)
             return
-        if source is not None or full:
-            raise ConfigError("--from and --full go with --sample N")
+        if source is not None or full or seed is not None:
+            raise ConfigError("--from, --seed and --full go with --sample N")
         from .inspect import print_summary, summarize
         from .ui import console
 
@@ -294,7 +321,9 @@ def inspect_(
         if plots:
             from .plots import write_plots
 
-            written = write_plots(summary, path / "plots")
+            # beside a bare folder of shards, never in it: a data/ folder holds Parquet files only
+            bare = path.is_dir() and any(path.glob("*.parquet"))
+            written = write_plots(summary, (path.parent if bare else path) / "plots")
             if written:
                 console.print("plots: " + ", ".join(str(p) for p in written))
 

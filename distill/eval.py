@@ -92,19 +92,26 @@ def plan_recipe(model: EvalModel, config: EvalConfig) -> EvalPlan:
 
 def choose(model: EvalModel, config: EvalConfig, specs: list[tuple[str, BenchmarkOptions]]) -> EvalPlan:
     """The plan, once everything that can be checked before any work is checked."""
-    from .config import DatasetCard
-    from .recipes import load_card
-
     card = replace(model.card, engine={**model.card.engine, **config.engine})
     model = replace(model, card=card)
-    if model.adapter and backends.resolve_name(config.backend, card) == "openai":
+    if model.adapter and backends.resolve_name(config.backend, card, "eval backend (--backend)") == "openai":
         raise ConfigError("the openai backend cannot apply a LoRA adapter: serve it (`--lora-modules NAME=PATH`) "
                           "and evaluate a card whose model is NAME, or use --backend vllm or hf")
     limit = card.engine.get("max_model_len")
-    if backends.resolve_name(config.backend, card) == "vllm" and isinstance(limit, int) and config.max_tokens >= limit:
+    if backends.resolve_name(config.backend, card, "eval backend (--backend)") == "vllm" and isinstance(limit, int) and config.max_tokens >= limit:
         raise ConfigError(f"eval.max_tokens {config.max_tokens} does not fit the engine's max_model_len {limit} "
                           f"(model card '{card.name}'): pass --max-tokens below {limit}, or raise "
                           "--set model.engine.max_model_len")
+    chosen = pick(config, specs)
+    return EvalPlan(model, config, chosen)
+
+
+def pick(config: EvalConfig, specs: list[tuple[str, BenchmarkOptions]]) -> tuple[Benchmark, ...]:
+    """The benchmarks to run: each one's card, local copy, samples per problem and verifier
+    checked before any work."""
+    from .config import DatasetCard
+    from .recipes import load_card
+
     chosen = []
     for name, opts in specs:
         bench_card = load_card(DatasetCard, name)
@@ -118,13 +125,13 @@ def choose(model: EvalModel, config: EvalConfig, specs: list[tuple[str, Benchmar
         ))
     for bench in chosen:
         bench.verifier  # noqa: B018 - a benchmark nothing can score fails here, before any work
-    return EvalPlan(model, config, tuple(chosen))
+    return tuple(chosen)
 
 
 def _settings(p: EvalPlan, n: int) -> backends.GenSettings:
     c = p.config
     return backends.GenSettings(
-        backend=backends.resolve_name(c.backend, p.model.card), n=n, temperature=c.temperature, top_p=c.top_p,
+        backend=backends.resolve_name(c.backend, p.model.card, "eval backend (--backend)"), n=n, temperature=c.temperature, top_p=c.top_p,
         max_tokens=c.max_tokens, seed=c.seed, template=p.model.card.template, batch_size=c.batch_size,
         adapter=p.model.adapter,
     )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import hub, provenance, shards
-from .errors import ConfigError, UserError
+from .errors import ConfigError, UserError, reason
 
 FORMATS = ("jsonl", "parquet", "hf")
 ROWS = ("kept", "rejected", "traces")
@@ -169,7 +169,7 @@ def write_jsonl(files: tuple[Path, ...], folder: Path) -> list[str]:
                         lines.append(json.dumps(row, ensure_ascii=False, default=str))
                     out.write("".join(line + "\n" for line in lines))
             except (pa.ArrowException, OSError) as e:
-                raise UserError(f"{path}: damaged Parquet shard ({str(e).splitlines()[0]}); "
+                raise UserError(f"{path}: damaged Parquet shard ({reason(e)}); "
                                 "delete it and rerun the stage that wrote it") from None
         out.flush()
         os.fsync(out.fileno())
@@ -186,7 +186,7 @@ def write_hf(files: tuple[Path, ...], folder: Path, cache: Path) -> list[str]:
         ds = datasets.Dataset.from_parquet([str(f) for f in _nonempty(files)], cache_dir=str(cache))
     except (datasets.exceptions.DatasetGenerationError, ValueError, TypeError) as e:  # say, files of two schemas
         raise UserError(f"{files[0].parent}: datasets cannot load these Parquet files as one dataset "
-                        f"({str(e.__cause__ or e).splitlines()[0]}); export --format parquet or jsonl instead") from None
+                        f"({reason(e.__cause__ or e)}); export --format parquet or jsonl instead") from None
     ds.save_to_disk(str(folder))
     del ds
     shutil.rmtree(cache, ignore_errors=True)

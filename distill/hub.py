@@ -22,7 +22,7 @@ def check(repo: str) -> None:
     try:
         validate_repo_id(repo)
     except HFValidationError as e:
-        raise ConfigError(f"--push-to-hub {repo}: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"--push-to-hub {repo}: {reason(e)}") from None
     if not get_token():
         raise UserError(NO_TOKEN)
 

@@ -160,6 +160,8 @@ def _traces(stage: Path) -> dict:
         "folder": str(stage), "state": state, "note": note, "files": len(files), "rows": rows,
         "prompts": counts.get("prompts", len(ids)), "truncated": truncated,
         "teacher": ", ".join(sorted(teachers)) or None, "by_source": dict(by_source.most_common()),
+        # eval's samples per benchmark are trace rows too, written by the model under evaluation
+        "writer": "model" if (manifest or {}).get("stage") == "eval" else "teacher",
         "tokens": percentiles(tokens), "_tokens": {"traces": tokens},
     }
 
@@ -347,7 +349,7 @@ def print_summary(summary: dict) -> None:
 
     if "traces" in stages:
         s = stages["traces"]
-        console.print(f"\n[bold]traces[/] {s['folder']}" + (f"  (teacher: {s['teacher']})" if s["teacher"] else ""))
+        console.print(f"\n[bold]traces[/] {s['folder']}" + (f"  ({s['writer']}: {s['teacher']})" if s["teacher"] else ""))
         console.print(_token_table("completion tokens", {"traces": s["tokens"]}))
         if len(s["by_source"]) > 1:
             console.print("by source: " + ", ".join(f"{k} {v}" for k, v in s["by_source"].items()))

@@ -46,20 +46,22 @@ def run_pipeline(recipe: Recipe, out: Path, merge: bool = False) -> dict:
 
 
 def check_eval(recipe: Recipe) -> None:
-    """The eval section's benchmarks exist and can be scored; checked before generation starts."""
-    from .config import DatasetCard
-    from .benchmarks import VERIFIER
+    """The eval section, checked before generation starts rather than after training: its
+    benchmarks exist, can be scored and load (hub copies included), and vLLM knows its engine keys."""
+    from . import backends, benchmarks
     from .errors import ConfigError
-    from .recipes import load_card
+    from .eval import pick
 
-    for i, bench in enumerate(recipe.eval.benchmarks):
-        try:
-            card = load_card(DatasetCard, bench.name)
-        except ConfigError as e:
-            raise ConfigError(f"recipe '{recipe.name}': eval.benchmarks.{i}: {e}") from None
-        if card.domain not in VERIFIER:
-            raise ConfigError(f"recipe '{recipe.name}': eval.benchmarks.{i} '{bench.name}' has domain "
-                              f"'{card.domain}', which no verifier scores ({', '.join(VERIFIER)})")
+    cfg = recipe.eval
+    try:
+        for bench in pick(cfg, [(b.name, b) for b in cfg.benchmarks]):
+            benchmarks.problems(bench)  # small; a gated or offline hub copy fails now
+    except ConfigError as e:
+        raise ConfigError(f"recipe '{recipe.name}': eval.benchmarks: {e}") from None
+    if cfg.benchmarks and cfg.engine and cfg.backend in ("auto", "vllm") and backends.vllm_usable():
+        from .backends.vllm import check_engine_keys
+
+        check_engine_keys(cfg.engine, f"recipe '{recipe.name}': eval.engine")
 
 
 def _evaluate(recipe: Recipe, out: Path) -> dict:

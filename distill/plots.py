@@ -105,7 +105,9 @@ def scores(benchmarks: dict, model: str | None = None) -> "Figure":  # noqa: F82
     ax.set_ylabel("pass@1 (%)")
     ax.legend(loc="upper center", ncol=2)
     if model:
-        fig.text(0.01, 0.01, f"model: {model[:90]}", fontsize=7, color="dimgray")
+        # long local paths: keep the end, which names the model or run (…/runs/NAME/student)
+        name = model if len(model) <= 110 else "…" + model[-109:]
+        fig.text(0.01, 0.01, f"model: {name}", fontsize=7, color="dimgray")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
 

@@ -232,6 +232,8 @@ def _normalise_recipe(raw: dict) -> dict:
     for section, key, first in _SHORTHANDS:
         node = raw if section is None else raw.get(section)
         if isinstance(node, dict) and key in node:
+            if first == "name" and isinstance(node[key], str):  # `aime24,math500`, as --benchmark takes them
+                node[key] = [part.strip() for part in node[key].split(",") if part.strip()]
             node[key] = _entries(node[key], first)
     return raw
 

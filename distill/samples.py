@@ -69,7 +69,7 @@ def pick(path: Path, n: int, source: str | None = None, seed: int = 0) -> tuple[
         if here:
             names = shards.open_file(f).schema_arrow.names
             table = shards.read_file(f, [c for c in COLUMNS if c in names]).take(here)
-            rows += [{**r, "_file": str(f)} for r in table.to_pylist()]
+            rows += [{**r, "_file": str(f), "_of": total} for r in table.to_pylist()]
     return source, rows
 
 
@@ -135,4 +135,6 @@ def print_samples(source: str, rows: list[dict], full: bool = False) -> None:
             show(Panel(Text(answer or "(empty)"), title="answer (after </think>)" if reasoning is not None
                                 else "answer", title_align="left", border_style="cyan"))
         console.print(_verdict(source, row))
-    console.print(f"[dim]{plural(len(rows), source + ' row')}; another --seed draws others")
+    total = rows[0]["_of"] if rows else 0
+    more = "; another --seed draws others" if len(rows) < total else " (all there are)"
+    console.print(f"[dim]{plural(len(rows), source + ' row')} of {total}{more}")

@@ -43,7 +43,7 @@ def _local(path: Path):
     try:
         return datasets.load_dataset(kind, data_files=[str(f) for f in files], split="train")
     except Exception as e:  # noqa: BLE001 - any parse failure is the file's fault
-        raise UserError(f"{path}: cannot be read as {kind} ({str(e).splitlines()[0][:200]})") from None
+        raise UserError(f"{path}: cannot be read as {kind} ({reason(e, limit=200)})") from None
 
 
 def _hub(name: str, config: str | None, split: str, what: str):

@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import UserError
+from .errors import UserError, reason
 
 DATA = "data"
 DONE = "_done"
@@ -186,7 +186,7 @@ def open_file(path: Path) -> pq.ParquetFile:
         return pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as e:
         raise UserError(
-            f"{path}: not a readable Parquet file ({str(e).splitlines()[0]}); "
+            f"{path}: not a readable Parquet file ({reason(e)}); "
             "replace it (or delete it and rerun the stage that wrote it)"
         ) from None
 
@@ -202,7 +202,7 @@ def read_file(path: Path, columns: list[str] | None = None) -> pa.Table:
         return pf.read(columns=columns)
     except (pa.ArrowException, OSError) as e:
         raise UserError(
-            f"{path}: damaged Parquet shard ({str(e).splitlines()[0]}); delete it and rerun the stage that wrote it"
+            f"{path}: damaged Parquet shard ({reason(e)}); delete it and rerun the stage that wrote it"
         ) from None
 
 

@@ -61,10 +61,12 @@ def _loaded(card: DatasetCard, path: str | None, split: str) -> tuple[list[dict]
         fmt = _LOCAL_FORMATS.get(file.suffix.lower())
         if fmt is None:
             raise UserError(f"{file}: unsupported file type (use .jsonl, .json, .parquet or .csv)")
+        if file.stat().st_size == 0:
+            raise UserError(f"{file}: the file is empty (data path of dataset card '{card.name}')")
         try:
             ds = datasets.load_dataset(fmt, data_files=str(file), split="train")
         except Exception as e:  # noqa: BLE001 - any parse failure is the file's fault
-            raise UserError(f"{file}: cannot be read as {fmt} ({str(e).splitlines()[0][:200]})") from None
+            raise UserError(f"{file}: cannot be read as {fmt} ({reason(e, limit=200)})") from None
         return ds.to_list(), str(file)
     if not card.hub:
         raise ConfigError(f"dataset card '{card.name}' names no hub dataset, path or generator")
@@ -94,7 +96,8 @@ def prompt_rows(source: DataSource) -> list[dict]:
             if want is not None and want not in raw[0]:
                 raise UserError(
                     f"{origin}: no column '{want}' (has: {', '.join(have)}); "
-                    f"map it with `columns: {{problem: …, answer: …}}` beside `card: {card.name}` in the recipe"
+                    f"map it with `columns: {{problem: …, answer: …}}` beside `card: {card.name}` in a recipe "
+                    f"(distill eval: --set benchmarks.{card.name}.columns.problem=COLUMN)"
                 )
     pattern = re.compile(card.answer_pattern) if card.answer_pattern else None
     rows, seen = [], set()

@@ -3,7 +3,7 @@ EOS, checked for what TRL's loss mask needs, and the card's RoPE settings laid o
 
 from __future__ import annotations
 
-from .errors import UserError
+from .errors import UserError, reason
 from .ui import console
 
 
@@ -36,7 +36,7 @@ def _render(tokenizer, where: str, messages: list, **kwargs):
     try:
         return tokenizer.apply_chat_template(messages, **kwargs)
     except Exception as e:  # noqa: BLE001 - a template error is the card's, whatever jinja raised
-        raise UserError(f"{where}: its chat template fails on a plain conversation ({str(e).splitlines()[0]})") from None
+        raise UserError(f"{where}: its chat template fails on a plain conversation ({reason(e)})") from None
 
 
 def check_template(tokenizer, student) -> None:

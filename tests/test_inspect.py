@@ -274,7 +274,8 @@ def test_sample_errors_are_one_line(run, tmp_path):
     write_traces(tmp_path / "only")
     for args, message in [(("--sample", "0"), "--sample must be at least 1"),
                           (("--sample", "1", "--from", "nowhere"), "--from must be one of kept, rejected, traces, eval"),
-                          (("--from", "kept"), "--from and --full go with --sample N")]:
+                          (("--from", "kept"), "--from, --seed and --full go with --sample N"),
+                          (("--seed", "3"), "--from, --seed and --full go with --sample N")]:
         result = run_cli("inspect", run, *args)
         assert result.returncode == 2 and result.stderr.startswith(f"error: {message}")
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
@@ -327,6 +328,11 @@ def test_stage_folder_given_directly(run):
     assert "3 of 8 kept (37.5%)" in result.stdout
     assert sorted(p.name for p in (run / "filtered" / "plots").iterdir()) == ["completion_lengths.png",
                                                                             "kept_by_source.png"]
+    # a bare folder of shards gets its plots beside it: data/ must keep holding Parquet files only
+    result = run_cli("inspect", run / "traces" / "data")
+    assert result.returncode == 0, result.stderr
+    assert (run / "traces" / "plots" / "completion_lengths.png").is_file()
+    assert sorted(p.suffix for p in (run / "traces" / "data").iterdir()) == [".parquet"] * 2
 
 
 def test_run_folder_with_nothing_written_yet(tmp_path):

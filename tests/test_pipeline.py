@@ -148,5 +148,46 @@ def test_a_benchmark_no_verifier_scores_is_refused_before_any_work(tmp_path, tin
 
     card = write_yaml(tmp_path / "essays.yaml", {"generator": "arithmetic", "domain": "general"})
     result = run_cli("run", "-r", tiny_recipe(eval={"benchmarks": [str(card)]}), "--out", tmp_path / "run")
-    assert result.returncode == 2 and "which no verifier scores" in result.stderr
+    assert result.returncode == 2 and "no verifier scores domain 'general'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run" / "traces").exists()
+
+
+def test_eval_section_mistakes_found_only_by_loading_are_caught_before_generating(tmp_path, tiny_recipe):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    for section, message in (
+        ({"benchmarks": [{"name": "gsm8k-test", "path": str(tmp_path / "missing.jsonl")}]}, "missing.jsonl: no such file"),
+        ({"benchmarks": [{"name": "gsm8k-test", "path": str(empty)}]}, "empty.jsonl: the file is empty"),
+    ):
+        out = tmp_path / "run"
+        result = run_cli("run", "-r", tiny_recipe(eval=section), "--out", out)
+        assert result.returncode != 0 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and not (out / "traces").exists()
+
+
+@pytest.mark.vllm
+def test_an_eval_engine_key_vllm_does_not_know_is_caught_before_generating(tmp_path, tiny_recipe):
+    pytest.importorskip("vllm")
+    section = {"benchmarks": ["arithmetic-test"], "backend": "vllm", "engine": {"enforce_eagr": True}}
+    result = run_cli("run", "-r", tiny_recipe(eval=section), "--out", tmp_path / "run")
+    assert result.returncode == 2 and "eval.engine: 'enforce_eagr' is not a vLLM engine argument " \
+        "(did you mean 'enforce_eager'?)" in result.stderr, result.stderr
+    assert not (tmp_path / "run" / "traces").exists()
+
+
+def test_benchmarks_may_be_one_comma_separated_string_as_on_the_command_line():
+    from distill.recipes import load_recipe
+
+    recipe = load_recipe("quickstart", ["eval.benchmarks=math500, gsm8k-test"])
+    assert [b.name for b in recipe.eval.benchmarks] == ["math500", "gsm8k-test"]
+
+
+@pytest.mark.parametrize("command", [["run", "-r", "quickstart"], ["generate", "-r", "quickstart"],
+                                     ["eval", "--model", "smollm2-135m", "-b", "arithmetic-test"]])
+def test_an_out_that_cannot_be_a_folder_is_one_line(tmp_path, command):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for out, message in ((a_file, "is a file; give a folder"), (a_file / "sub", "is not a folder")):
+        result = run_cli(*command, "--out", out)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

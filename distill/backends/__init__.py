@@ -87,7 +87,7 @@ def vllm_usable() -> bool:
     return True
 
 
-def resolve_name(recipe_backend: str, teacher: TeacherCard) -> str:
+def resolve_name(recipe_backend: str, teacher: TeacherCard, key: str = "generate.backend") -> str:
     """The engine to use: the recipe's choice, else the teacher card's, else vLLM when it
     imports, else transformers."""
     name = recipe_backend if recipe_backend != "auto" else teacher.backend
@@ -95,7 +95,7 @@ def resolve_name(recipe_backend: str, teacher: TeacherCard) -> str:
         return "vllm" if vllm_usable() else "hf"
     if name not in BACKENDS:
         known = ", ".join(n for n in BACKENDS if n != "fake")
-        raise ConfigError(f"unknown generate.backend '{name}' (known: auto, {known})")
+        raise ConfigError(f"unknown {key} '{name}' (known: auto, {known})")
     return name
 
 

@@ -35,6 +35,22 @@ def _environment() -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")  # the engine's weight-loading bars, in its workers
 
 
+def check_engine_keys(engine: dict, where: str) -> None:
+    """Every key of an `engine` mapping is a vLLM engine argument (checked before any work,
+    where vLLM would refuse it only when the engine starts)."""
+    import dataclasses
+    import difflib
+
+    from vllm.engine.arg_utils import EngineArgs
+
+    known = [f.name for f in dataclasses.fields(EngineArgs)]
+    for key in engine:
+        if key not in known:
+            near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f"did you mean '{near[0]}'?" if near else "see vLLM's engine arguments"
+            raise ConfigError(f"{where}: '{key}' is not a vLLM engine argument ({hint})")
+
+
 def engine_args(teacher: TeacherCard, path: str, kwargs: dict, seed: int, on_cpu: bool) -> dict:
     """`vllm.LLM` arguments: the card's `engine` section as it is, plus what distill must set."""
     args = {"model": path, "seed": seed, **kwargs, **teacher.engine}

@@ -182,6 +182,7 @@ def write_hf(files: tuple[Path, ...], folder: Path, cache: Path) -> list[str]:
     another folder's rows for files of the same names."""
     import datasets
 
+    datasets.disable_progress_bars()  # the export prints its own one line
     try:
         ds = datasets.Dataset.from_parquet([str(f) for f in _nonempty(files)], cache_dir=str(cache))
     except (datasets.exceptions.DatasetGenerationError, ValueError, TypeError) as e:  # say, files of two schemas

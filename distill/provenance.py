@@ -244,7 +244,8 @@ def _section_counts(counts: dict) -> list[str]:
 
 ABOUT = {
     "kept": "reasoning traces a teacher model wrote and verifiers accepted, exported by `distill export`. The "
-            "`messages` column is the chat-format conversation (the prompt, then `<think>` reasoning and answer) "
+            "`messages` column is the chat-format conversation (the prompt, then the answer, with its reasoning in "
+            "a `<think>` block when the teacher wrote one) "
             "that TRL, open-r1 and LLaMA-Factory train on.",
     "rejected": "reasoning traces a teacher model wrote and the filter rejected, each with its `reject_reason`, "
                 "exported by `distill export`.",

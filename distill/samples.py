@@ -70,7 +70,29 @@ def pick(path: Path, n: int, source: str | None = None, seed: int = 0) -> tuple[
             names = shards.open_file(f).schema_arrow.names
             table = shards.read_file(f, [c for c in COLUMNS if c in names]).take(here)
             rows += [{**r, "_file": str(f), "_of": total} for r in table.to_pylist()]
+    if source == "traces":
+        _add_filter_verdicts(stages, rows)
     return source, rows
+
+
+def _add_filter_verdicts(stages: dict[str, Path], rows: list[dict]) -> None:
+    """Sampled traces get the filter's verdict, when this run's filter judged them: kept, or
+    rejected and why (key columns only are read, a shard at a time)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    want = {(r["id"], r["sample_idx"]): r for r in rows}
+    ids = pa.array(sorted({k[0] for k in want}))
+    for kept, files in ((True, _folders(stages, "kept")), (False, _folders(stages, "rejected"))):
+        for f in files:
+            names = shards.open_file(f).schema_arrow.names
+            cols = [c for c in ("id", "sample_idx", "reject_reason", "extracted_answer", "verifier") if c in names]
+            table = shards.read_file(f, cols)
+            table = table.filter(pc.is_in(table.column("id"), value_set=ids.cast(table.column("id").type)))
+            for hit in table.to_pylist():
+                row = want.get((hit["id"], hit.get("sample_idx")))
+                if row is not None:
+                    row.update({k: v for k, v in hit.items() if k not in ("id", "sample_idx")}, _kept=kept)
 
 
 def _elide(text: str, full: bool) -> str:
@@ -99,6 +121,8 @@ def _verdict(source: str, row: dict) -> str:
         return f"[green]kept[/]{got} · verifiers: {verifiers}{rate}"
     if source == "rejected":
         return f"[red]rejected: {escape(str(row.get('reject_reason')))}[/]{got} · verifiers: {verifiers}"
+    if "_kept" in row:  # a trace the filter judged
+        return _verdict("kept" if row["_kept"] else "rejected", row)
     if row.get("correct") is not None:
         return ("[green]correct[/]" if row["correct"] else f"[red]wrong: {escape(str(row.get('reason')))}[/]") + got
     return "not verified (run `distill filter` for a verdict)"

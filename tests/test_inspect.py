@@ -253,7 +253,12 @@ def test_sample_from_rejected_traces_and_eval(run):
     assert "5 rejected rows" in rejected.stdout
     traces = run_cli("inspect", run / "traces", "--sample", "8", "--from", "traces", env=WIDE)
     assert traces.stdout.count("reasoning (<think>)") == 8 and traces.stdout.count("answer (after </think>)") == 8
-    assert "not verified" in traces.stdout
+    assert "not verified" in traces.stdout  # the traces/ folder alone: no filter to ask
+    # from the run folder, each trace shows what this run's filter made of it
+    judged = run_cli("inspect", run, "--sample", "8", "--from", "traces", env=WIDE)
+    assert judged.returncode == 0, judged.stderr
+    assert "not verified" not in judged.stdout
+    assert judged.stdout.count("kept · answer read") == 3 and judged.stdout.count("rejected: ") == 5
     evals = run_cli("inspect", run, "--sample", "4", "--from", "eval", env=WIDE)
     assert evals.stdout.count("correct · answer read: 4") == 2 and evals.stdout.count("wrong: wrong_answer") == 2
 

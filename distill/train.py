@@ -191,6 +191,7 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
     student, cfg = recipe.student, recipe.train
     stage = Path(out) / STAGE
     summary_path = stage / SUMMARY
+    max_length = cfg.max_length or student.max_length
     if data is None and not cfg.data:
         raise ConfigError("no training data: give --data IN (a run folder, or Parquet with `messages`), "
                           "or name it in the recipe (train.data, or dataset_name in an open-r1 recipe)")
@@ -199,7 +200,7 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
         runfolder.claim(Path(out), recipe, "train", started=True)
         summary = json.loads(summary_path.read_text())
         if merge and not (stage / "merged").is_dir():
-            _merge(stage, student, max_length=cfg.max_length or student.max_length)
+            _merge(stage, student, max_length=max_length)
         console.print(f"train: {stage} is complete; skipping")
         return summary
     dataset = _load_rows(folder, cfg)
@@ -222,7 +223,6 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
     models.check_loadable(student, "student")
     path, kwargs = models.load_args(student)
     tokenizer = load_tokenizer(path, kwargs, student)
-    max_length = cfg.max_length or student.max_length
     dataset, overlong, empty = _overlong(dataset, tokenizer, max_length, cfg.overlong, cfg.loss_on == "assistant")
     if overlong:
         console.print(f"train: {plural(overlong, 'conversation')} longer than max_length={max_length}: "

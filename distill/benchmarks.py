@@ -147,10 +147,8 @@ def _from_hub(bench: Benchmark) -> list[dict]:
     """The benchmark's rows from the hub; failing that (offline, gated, missing), one line that
     says how to give a local copy instead."""
     import datasets
-    from huggingface_hub.utils import logging as hub_logging
 
-    datasets.disable_progress_bars()
-    hub_logging.set_verbosity_error()  # offline, its retries would print a warning each; the one line below says it
+    sources.quiet_hub()
     card = bench.card
     try:
         return datasets.load_dataset(card.hub, card.subset, split=bench.split or card.split).to_list()

@@ -146,7 +146,9 @@ def load_conversations(sources: tuple[TrainData, ...], seed: int = 0):
     """Every source's rows as one Dataset with a single `messages` column."""
     import datasets
 
-    datasets.disable_progress_bars()
+    from .sources import quiet_hub
+
+    quiet_hub()
     parts = []
     for src in sources:
         ds, origin = _read(src)

@@ -49,11 +49,21 @@ def _generated(card: DatasetCard) -> list[dict]:
         raise ConfigError(f"dataset card '{card.name}': generator '{card.generator}' failed: {e}") from None
 
 
+def quiet_hub() -> None:
+    """No progress bars from datasets, and no warning per retry from huggingface_hub (offline,
+    five retries print five warnings over 40 s); a failed load is one line of ours instead."""
+    import datasets
+    from huggingface_hub.utils import logging as hub_logging
+
+    datasets.disable_progress_bars()
+    hub_logging.set_verbosity_error()
+
+
 def _loaded(card: DatasetCard, path: str | None, split: str) -> tuple[list[dict], str]:
     """Raw rows from a local file (when a path is given) or the hub, and a name for messages."""
     import datasets  # heavy: only when prompts are actually loaded
 
-    datasets.disable_progress_bars()
+    quiet_hub()
     if path:
         file = Path(path).expanduser()
         if not file.is_file():

@@ -15,11 +15,10 @@ from pathlib import Path
 
 from . import shards
 from .errors import UserError
-from .report import PERCENTILES
+from .report import PERCENTILES, REJECTED, percentiles, token_counts as _tokens
 from .ui import plural
 
 STAGES = ("traces", "filtered", "student", "eval")
-REJECTED = "rejected"  # filter.REJECTED; not imported from filter.py, which imports the verifiers
 PASS1 = "_pass1"
 TOP_REASONS = 8
 
@@ -68,41 +67,6 @@ def summarize(path: Path) -> dict:
 
 
 # ---------------------------------------------------------------- reading
-
-
-def _tokens(path: Path, table=None):
-    """A shard's completion token counts; estimated (4 characters a token) where a row has none,
-    the only case in which its text is read."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    names = shards.open_file(path).schema_arrow.names
-    if "completion_tokens" in names:
-        tokens = (table if table is not None and "completion_tokens" in table.column_names
-                  else shards.read_file(path, ["completion_tokens"])).column("completion_tokens").cast(pa.int64())
-        if not tokens.null_count:
-            return tokens.to_numpy()
-    else:
-        tokens = None
-    text = [c for c in ("completion", "response") if c in names]
-    if not text:
-        return np.zeros(0, dtype=np.int64)
-    estimate = pc.divide(pc.fill_null(pc.utf8_length(shards.read_file(path, text[:1]).column(text[0])), 0), 4)
-    estimate = estimate.cast(pa.int64())
-    return (estimate if tokens is None else pc.if_else(pc.is_null(tokens), estimate, tokens)).to_numpy()
-
-
-def percentiles(arrays: list) -> dict:
-    """count, mean and p10/p50/p90/p99 of token counts, as filtered/report.json gives them."""
-    import numpy as np
-
-    arr = np.concatenate(arrays) if arrays else np.zeros(0)
-    if not arr.size:
-        return {"count": 0}
-    out = {"count": int(arr.size), "mean": round(float(arr.mean()), 1)}
-    out.update({f"p{p}": int(np.percentile(arr, p)) for p in PERCENTILES})
-    return out
 
 
 def _columns(path: Path, wanted: tuple[str, ...]):

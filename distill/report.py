@@ -23,21 +23,34 @@ COLUMNS = ["id", "source", "domain", "completion_tokens", "pass_rate", "verifier
 
 
 def _read(path: Path, extra: list[str]):
-    """A shard's small columns, and its completion tokens as an int32 array (estimated from the
-    text, 4 characters a token, where a trace has no count: only then is the text read)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
+    """A shard's small columns and its completion token counts (see token_counts)."""
     if not path.is_file():
         return None, None
     names = shards.open_file(path).schema_arrow.names
     table = shards.read_file(path, [c for c in COLUMNS + extra if c in names])
-    tokens = table.column("completion_tokens").cast(pa.int32())
-    if tokens.null_count:
-        text = shards.read_file(path, ["completion"]).column("completion")
-        estimate = pc.cast(pc.divide(pc.utf8_length(text), 4), pa.int32())
-        tokens = pc.if_else(pc.is_null(tokens), estimate, tokens)
-    return table, tokens.to_numpy()
+    return table, token_counts(path, table)
+
+
+def token_counts(path: Path, table=None):
+    """A shard's completion token counts as a numpy array (from `table` when it holds them);
+    estimated (4 characters a token) where a row has none, the only case in which its text is read."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = shards.open_file(path).schema_arrow.names
+    tokens = None
+    if "completion_tokens" in names:
+        tokens = (table if table is not None and "completion_tokens" in table.column_names
+                  else shards.read_file(path, ["completion_tokens"])).column("completion_tokens").cast(pa.int64())
+        if not tokens.null_count:
+            return tokens.to_numpy()
+    text = [c for c in ("completion", "response") if c in names]
+    if not text:
+        return np.zeros(0, dtype=np.int64)
+    estimate = pc.divide(pc.fill_null(pc.utf8_length(shards.read_file(path, text[:1]).column(text[0])), 0), 4)
+    estimate = estimate.cast(pa.int64())
+    return (estimate if tokens is None else pc.if_else(pc.is_null(tokens), estimate, tokens)).to_numpy()
 
 
 def _shard_names(stage: Path) -> list[str]:
@@ -54,7 +67,8 @@ def _pairs(stage: Path):
         yield (*_read(stage / shards.DATA / name, []), *_read(stage / REJECTED / name, ["reject_reason"]))
 
 
-def _percentiles(chunks: list) -> dict:
+def percentiles(chunks: list) -> dict:
+    """count, mean and p10/p50/p90/p99 of token counts (report.json's `lengths`)."""
     import numpy as np
 
     arr = np.concatenate(chunks) if chunks else np.zeros(0)
@@ -110,7 +124,7 @@ def build_report(stage: Path, cfg: FilterConfig | None = None) -> dict:
         "rejected": rejected,
         "reasons": dict(reasons.most_common()),
         "by_source": {},
-        "lengths": {k: _percentiles(v) for k, v in lengths.items()},
+        "lengths": {k: percentiles(v) for k, v in lengths.items()},
         "problems": _problem_stats(problems),
         "contaminated": dict(contaminated.most_common()),
         "unverified": dict(unverified.most_common()),

@@ -166,14 +166,16 @@ def problems(bench: Benchmark) -> list[dict]:
     path = bench.path or bench.card.path
     columns = bench.columns or (local_columns(bench.card, path) if path else None)
     source = DataSource(card=bench.card, path=path, split=bench.split, limit=bench.limit, columns=columns)
+    fix = (f"--set benchmarks.{bench.name}.columns.problem=COLUMN (and .answer), or `columns:` on the "
+           "benchmark in a recipe's eval section")
     if path or not bench.card.hub:
-        rows = sources.prompt_rows(source)
+        rows = sources.prompt_rows(source, fix=fix)
     else:
         raw = _from_hub(bench)
         if raw and "Incorrect Answer 1" in raw[0]:
             rows = _with_options(bench, raw)
-        else:  # the card's own mapping; datasets reads its cache this time
-            rows = sources.prompt_rows(source)
+        else:  # the card's own mapping, on the rows just loaded
+            rows = sources.prompt_rows(source, loaded=(raw, bench.card.hub), fix=fix)
     if not rows:
         raise UserError(f"benchmark '{bench.name}': no problems loaded from {path or bench.card.hub}")
     missing = sum(1 for r in rows if r["answer"] is None or not str(r["answer"]).strip())

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from . import backends, benchmarks, models, schema, shards
 from .benchmarks import Benchmark
-from .config import BenchmarkOptions, EvalConfig, PromptTemplate, R1_USER_TEMPLATE, TeacherCard
+from .config import BenchmarkOptions, DatasetCard, EvalConfig, PromptTemplate, R1_USER_TEMPLATE, TeacherCard
 from .errors import ConfigError, UserError
 from .evalmodel import EvalModel
 from .ui import console, live_progress, plural
@@ -37,6 +37,7 @@ EVAL = "eval"
 SCORED = "scored.parquet"
 SCORES = "scores.json"
 SETTINGS = "eval.yaml"
+SPEED_ONLY = ("batch_size", "workers")  # eval keys a rerun may change (runfolder._IGNORED)
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class EvalPlan:
     model: EvalModel
     config: EvalConfig
     benchmarks: tuple[Benchmark, ...]
+    backend: str  # the engine, resolved once (auto: an import probe)
 
 
 def eval_template(card: TeacherCard) -> PromptTemplate:
@@ -94,22 +96,21 @@ def choose(model: EvalModel, config: EvalConfig, specs: list[tuple[str, Benchmar
     """The plan, once everything that can be checked before any work is checked."""
     card = replace(model.card, engine={**model.card.engine, **config.engine})
     model = replace(model, card=card)
-    if model.adapter and backends.resolve_name(config.backend, card, "eval backend (--backend)") == "openai":
+    backend = backends.resolve_name(config.backend, card, "eval backend (--backend)")
+    if model.adapter and backend == "openai":
         raise ConfigError("the openai backend cannot apply a LoRA adapter: serve it (`--lora-modules NAME=PATH`) "
                           "and evaluate a card whose model is NAME, or use --backend vllm or hf")
     limit = card.engine.get("max_model_len")
-    if backends.resolve_name(config.backend, card, "eval backend (--backend)") == "vllm" and isinstance(limit, int) and config.max_tokens >= limit:
+    if backend == "vllm" and isinstance(limit, int) and config.max_tokens >= limit:
         raise ConfigError(f"eval.max_tokens {config.max_tokens} does not fit the engine's max_model_len {limit} "
                           f"(model card '{card.name}'): pass --max-tokens below {limit}, or raise "
                           "--set model.engine.max_model_len")
-    chosen = pick(config, specs)
-    return EvalPlan(model, config, chosen)
+    return EvalPlan(model, config, pick(config, specs), backend)
 
 
 def pick(config: EvalConfig, specs: list[tuple[str, BenchmarkOptions]]) -> tuple[Benchmark, ...]:
     """The benchmarks to run: each one's card, local copy, samples per problem and verifier
     checked before any work."""
-    from .config import DatasetCard
     from .recipes import load_card
 
     chosen = []
@@ -131,7 +132,7 @@ def pick(config: EvalConfig, specs: list[tuple[str, BenchmarkOptions]]) -> tuple
 def _settings(p: EvalPlan, n: int) -> backends.GenSettings:
     c = p.config
     return backends.GenSettings(
-        backend=backends.resolve_name(c.backend, p.model.card, "eval backend (--backend)"), n=n, temperature=c.temperature, top_p=c.top_p,
+        backend=p.backend, n=n, temperature=c.temperature, top_p=c.top_p,
         max_tokens=c.max_tokens, seed=c.seed, template=p.model.card.template, batch_size=c.batch_size,
         adapter=p.model.adapter,
     )
@@ -157,26 +158,19 @@ def _key(bench: Benchmark, index: int) -> int:
 
 def _generate(p: EvalPlan, out: Path, problems: dict[str, list[dict]]) -> None:
     """Every benchmark's samples into its shards, through one engine; done shards are skipped."""
-    from .generate import check_done_shard, finish
+    from .generate import finish, resume
 
     teacher = model_name(p.model)
     work: dict[int, tuple[Benchmark, list[dict]]] = {}
     plans = {}
-    # once per benchmark: each call resolves the engine (an import probe) and serialises JSON
+    # once per benchmark, not per shard
     configs = {bench.name: gen_config(p, bench) for bench in p.benchmarks}
     for bench in p.benchmarks:
         stage = out / EVAL / bench.name
         rows = problems[bench.name]
         plans[bench.name] = [rows[i : i + p.config.shard_size] for i in range(0, len(rows), p.config.shard_size)]
         done = shards.forget_missing(stage, lambda i, s=stage: [s / shards.DATA / shards.shard_name(i)])
-        shards.clean_temp(stage)
-        config = configs[bench.name]
-        for index in sorted(done):
-            if index >= len(plans[bench.name]):
-                raise UserError(f"{stage}: shard {index} is beyond the plan's {len(plans[bench.name])} shards "
-                                "(fewer problems than before: --limit changed?); use a new --out")
-            ids = [r["id"] for r in plans[bench.name][index]]
-            check_done_shard(stage / shards.DATA, index, ids, config)
+        resume(stage, done, plans[bench.name], configs[bench.name], " (fewer problems than before: --limit changed?)")
         todo = [i for i in range(len(plans[bench.name])) if i not in done]
         console.print(f"eval: {bench.title}: {plural(len(rows), 'problem')} × {bench.n} "
                       f"({len(done)} of {plural(len(plans[bench.name]), 'shard')} done)")
@@ -188,14 +182,14 @@ def _generate(p: EvalPlan, out: Path, problems: dict[str, list[dict]]) -> None:
         _run_backend(p, out, work, teacher, configs)
     for bench in p.benchmarks:
         stage = out / EVAL / bench.name
-        finish(stage, plans[bench.name], configs[bench.name], teacher, 0, command="eval")
-        shards.write_card(stage, f"distill eval samples: {bench.title}", {"default": shards.DATA},
-                          f"Model: {teacher}. Samples written by `distill eval`; scored.parquet beside "
-                          "data/ has each one's verdict, ../scores.json the scores.")
+        card = (f"distill eval samples: {bench.title}",
+                f"Model: {teacher}. Samples written by `distill eval`; scored.parquet beside "
+                "data/ has each one's verdict, ../scores.json the scores.")
+        finish(stage, plans[bench.name], configs[bench.name], teacher, 0, command="eval", card=card)
 
 
 def _run_backend(p: EvalPlan, out: Path, work: dict, teacher: str, configs: dict[str, str]) -> None:
-    from .generate import check_complete
+    from .generate import write_shard
 
     settings = _settings(p, 1)
     lock = threading.Lock()
@@ -216,11 +210,7 @@ def _run_backend(p: EvalPlan, out: Path, work: dict, teacher: str, configs: dict
                 j, k = divmod(s["prompt_index"], bench.n)
                 extra = {f: v for f, v in s.items() if f not in ("prompt_index", "sample_idx")}
                 out_rows.append({**rows[j], **extra, "sample_idx": k, "teacher": teacher, "gen_config": config})
-            out_rows.sort(key=lambda r: (r["id"], r["sample_idx"]))
-            check_complete(out_rows, rows, bench.n, index)
-            stage = out / EVAL / bench.name
-            shards.write_table(stage / shards.DATA / shards.shard_name(index), schema.table(out_rows, schema.TRACE))
-            shards.mark_done(stage, index)
+            write_shard(out / EVAL / bench.name, index, out_rows, rows, bench.n)
             with lock:
                 console.print(f"  {bench.name} shard {index + 1} written · {progress.line()}")
 
@@ -231,16 +221,19 @@ def _run_backend(p: EvalPlan, out: Path, work: dict, teacher: str, configs: dict
             gc.collect()  # the transformers model goes before the verifier workers start
 
 
-def run_eval(p: EvalPlan, out: Path) -> dict:
-    """Evaluate `p.model` on `p.benchmarks` into `out/eval`; resumable shard by shard."""
+def run_eval(p: EvalPlan, out: Path, problems: dict[str, list[dict]] | None = None) -> dict:
+    """Evaluate `p.model` on `p.benchmarks` into `out/eval`; resumable shard by shard.
+    `problems`: each benchmark's rows when the caller loaded them already."""
     from .evalscore import score_all
 
     out = Path(out)
-    problems = {bench.name: benchmarks.problems(bench) for bench in p.benchmarks}  # all load before any work
+    if problems is None:  # all load before any work
+        problems = {bench.name: benchmarks.problems(bench) for bench in p.benchmarks}
     path, text = out / EVAL / SETTINGS, settings_text(p)
-    if not path.is_file() or path.read_text() != text:
+    if not _same_settings(path, text):
         # other settings than the scores on disk were made with: those scores no longer hold
         (out / EVAL / SCORES).unlink(missing_ok=True)
+    if not path.is_file() or path.read_text() != text:
         shards.write_text(path, text)
     _generate(p, out, problems)
     return score_all(p, out, problems)
@@ -258,7 +251,20 @@ def settings_text(p: EvalPlan) -> str:
     return dump_yaml({"model": card, "adapter": p.model.adapter, "eval": config, "benchmarks": list(p.benchmarks)})
 
 
+def _same_settings(path: Path, text: str) -> bool:
+    """Whether eval.yaml at `path` holds the settings in `text`, speed-only ones aside (those
+    runfolder lets a resumed run change: batch size, verifier workers)."""
+    import yaml
+
+    if not path.is_file():
+        return False
+    old, new = yaml.safe_load(path.read_text()) or {}, yaml.safe_load(text)
+    for settings in (old, new):
+        for key in SPEED_ONLY:
+            (settings.get("eval") or {}).pop(key, None)
+    return old == new
+
+
 def is_complete(p: EvalPlan, out: Path) -> bool:
     """Whether `out/eval` holds the scores of exactly this plan (`distill run` then skips eval)."""
-    path = Path(out) / EVAL / SETTINGS
-    return (Path(out) / EVAL / SCORES).is_file() and path.is_file() and path.read_text() == settings_text(p)
+    return (Path(out) / EVAL / SCORES).is_file() and _same_settings(Path(out) / EVAL / SETTINGS, settings_text(p))

@@ -42,8 +42,8 @@ def _run_info(run: Path) -> tuple[str | None, str | None]:
     return data.get("name"), model if isinstance(model, str) else None
 
 
-def _adapter(folder: Path) -> tuple[str, int]:
-    """The base model and LoRA rank an adapter folder names."""
+def _adapter(folder: Path) -> str:
+    """The base model an adapter folder names."""
     try:
         config = json.loads((folder / ADAPTER_CONFIG).read_text())
     except (OSError, ValueError) as e:
@@ -51,7 +51,7 @@ def _adapter(folder: Path) -> tuple[str, int]:
     base = config.get("base_model_name_or_path")
     if not base:
         raise UserError(f"{folder / ADAPTER_CONFIG}: names no base_model_name_or_path; cannot tell what to load under it")
-    return str(base), int(config.get("r") or 16)
+    return str(base)
 
 
 def _folder(folder: Path) -> EvalModel:
@@ -64,7 +64,7 @@ def _folder(folder: Path) -> EvalModel:
         if run is not None:
             recipe, base = _run_info(run)
     if (folder / ADAPTER_CONFIG).is_file():
-        adapter_base, _ = _adapter(folder)
+        adapter_base = _adapter(folder)
         card = TeacherCard(name=folder.name, model=adapter_base)
         if adapter_base.startswith(("/", ".", "~")) and not (Path(adapter_base).expanduser() / "config.json").is_file():
             raise UserError(
@@ -76,10 +76,6 @@ def _folder(folder: Path) -> EvalModel:
     if (folder / "config.json").is_file():
         return EvalModel(TeacherCard(name=folder.name, model=str(folder.resolve())), recipe=recipe, base=base)
     raise UserError(f"{folder}: not a model folder (no config.json, and no {ADAPTER_CONFIG} of a LoRA adapter)")
-
-
-def lora_rank(adapter: str) -> int:
-    return _adapter(Path(adapter))[1]
 
 
 def resolve(spec: str) -> EvalModel:
@@ -99,16 +95,17 @@ def resolve(spec: str) -> EvalModel:
                 return EvalModel(_from_student(load_card(StudentCard, str(path))))
             except ConfigError:
                 raise first from None
-    if spec in cards.names("teachers") or spec in cards.names("students"):
+    teachers, students = cards.names("teachers"), cards.names("students")
+    if spec in teachers or spec in students:
         from .recipes import load_card
 
-        if spec in cards.names("teachers"):
+        if spec in teachers:
             return EvalModel(load_card(TeacherCard, spec))
         return EvalModel(_from_student(load_card(StudentCard, spec)))
     if spec.startswith(("/", ".", "~")) or path.exists() or spec.count("/") != 1:
         raise UserError(
             f"--model {spec}: no such model folder, and not a teacher or student card "
-            f"({', '.join(cards.names('teachers') + cards.names('students'))}) or a hub id (org/name)"
+            f"({', '.join(teachers + students)}) or a hub id (org/name)"
         )
     card = TeacherCard(name=spec.split("/")[-1], model=spec)
     models.check_loadable(card, "model")

@@ -54,6 +54,24 @@ def check_done_shard(folder: Path, index: int, expected: list[str], gen_config: 
         )
 
 
+def resume(stage: Path, done: set[int], plan: list[list[dict]], gen_config: str, why: str = "") -> None:
+    """Before more shards are written: a killed writer's temp files go, and each done shard
+    must belong to this plan and generation config (generate's and eval's resume guard)."""
+    shards.clean_temp(stage)
+    for index in sorted(done):
+        if index >= len(plan):
+            raise UserError(f"{stage}: shard {index} is beyond the plan's {len(plan)} shards{why}; use a new --out")
+        check_done_shard(stage / shards.DATA, index, [p["id"] for p in plan[index]], gen_config)
+
+
+def write_shard(stage: Path, index: int, rows: list[dict], prompts: list[dict], n: int) -> None:
+    """A shard's samples, complete and in order, written atomically, then marked done."""
+    rows.sort(key=lambda r: (r["id"], r["sample_idx"]))
+    check_complete(rows, prompts, n, index)
+    shards.write_table(stage / shards.DATA / shards.shard_name(index), schema.table(rows, schema.TRACE))
+    shards.mark_done(stage, index)
+
+
 def run_generate(recipe: Recipe, out: Path, rank: int = 0, world_size: int = 1) -> dict:
     """Generate the traces of `recipe` into `out/traces`; resumable, shard by shard."""
     runfolder.check_scale_out(rank, world_size)
@@ -65,12 +83,8 @@ def run_generate(recipe: Recipe, out: Path, rank: int = 0, world_size: int = 1) 
     runfolder.claim(Path(out), recipe, "generate", started=bool(done))
     size = recipe.generate.shard_size
     plan = [prompts[i : i + size] for i in range(0, len(prompts), size)]
-    shards.clean_temp(stage)
     gen_config = settings.gen_config()
-    for index in sorted(done):
-        if index >= len(plan):
-            raise UserError(f"{stage}: shard {index} is beyond the plan's {len(plan)} shards; use a new --out")
-        check_done_shard(data, index, [p["id"] for p in plan[index]], gen_config)
+    resume(stage, done, plan, gen_config)
     todo = [i for i in range(len(plan)) if i % world_size == rank and i not in done]
     teacher_name = models.describe(recipe.teacher)
     written = Counter()
@@ -95,10 +109,7 @@ def run_generate(recipe: Recipe, out: Path, rank: int = 0, world_size: int = 1) 
                     }
                     for s in samples
                 ]
-                rows.sort(key=lambda r: (r["id"], r["sample_idx"]))
-                check_complete(rows, plan[index], settings.n, index)
-                shards.write_table(data / shards.shard_name(index), schema.table(rows, schema.TRACE))
-                shards.mark_done(stage, index)
+                write_shard(stage, index, rows, plan[index], settings.n)
                 with lock:
                     written["rows"] += len(rows)
                     written["shards"] += 1
@@ -133,9 +144,10 @@ def check_complete(rows: list[dict], prompts: list[dict], n: int, index: int) ->
 
 
 def finish(stage: Path, plan: list[list[dict]], gen_config: str, teacher: str, written: int,
-           command: str = "generate") -> dict:
-    """Write the manifest once every shard (of every rank) is done; report progress either way.
-    `command` is what wrote the shards (`eval` writes its samples the way generate does)."""
+           command: str = "generate", card: tuple[str, str] | None = None) -> dict:
+    """Write the dataset card and the manifest once every shard (of every rank) is done; report
+    progress either way. `command` is what wrote the shards and `card` its (title, text) (`eval`
+    writes its samples the way generate does)."""
     done = shards.done(stage)
     complete = all(i in done for i in range(len(plan)))
     summary = {"shards": len(plan), "shards_done": len(done & set(range(len(plan)))), "written_now": written}
@@ -144,9 +156,8 @@ def finish(stage: Path, plan: list[list[dict]], gen_config: str, teacher: str, w
             shards.read_file(stage / shards.DATA / shards.shard_name(i), ["finish_reason", "completion_tokens"])
             for i in range(len(plan))
         ]
-        if command == "generate":  # eval writes its own card, naming the benchmark
-            shards.write_card(stage, "distill traces", {"default": shards.DATA},
-                              f"Teacher: {teacher}. Written by `distill generate`; see manifest.json.")
+        title, text = card or ("distill traces", f"Teacher: {teacher}. Written by `distill generate`; see manifest.json.")
+        shards.write_card(stage, title, {"default": shards.DATA}, text)
         shards.write_json(
             stage / shards.MANIFEST,
             {

@@ -86,6 +86,17 @@ def tokenizer_source(path: str, adapter: str | None) -> str:
     return path
 
 
+def lora_rank(adapter: str) -> int:
+    """The LoRA rank an adapter folder was trained with (peft's adapter_config.json `r`)."""
+    import json
+
+    path = Path(adapter) / "adapter_config.json"
+    try:
+        return int(json.loads(path.read_text()).get("r") or 16)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: unreadable ({e})") from None
+
+
 def check_loadable(card: TeacherCard | StudentCard, role: str) -> None:
     """A local model folder must exist and hold a config; a hub id must be reachable or cached.
     One clear line instead of transformers' traceback, before anything heavy starts."""

@@ -21,7 +21,7 @@ def run_pipeline(recipe: Recipe, out: Path, merge: bool = False) -> dict:
     settings_for(recipe)
     check_filter(recipe)
     check_train(recipe)
-    check_eval(recipe)
+    problems = check_eval(recipe)
     results: dict = {"seconds": {}}
 
     def timed(stage: str, fn, *args, **kwargs):
@@ -41,11 +41,11 @@ def run_pipeline(recipe: Recipe, out: Path, merge: bool = False) -> dict:
     else:
         timed("train", run_train, recipe, out, out, merge=merge, resume=True)  # a rerun continues
     if recipe.eval.benchmarks and results["train"] is not None:
-        timed("eval", _evaluate, recipe, out)
+        timed("eval", _evaluate, recipe, out, problems)
     return results
 
 
-def check_eval(recipe: Recipe) -> None:
+def check_eval(recipe: Recipe) -> dict[str, list[dict]]:
     """The eval section, checked before generation starts rather than after training: its
     benchmarks exist, can be scored and load (hub copies included), and vLLM knows its engine keys."""
     from . import backends, benchmarks
@@ -53,18 +53,18 @@ def check_eval(recipe: Recipe) -> None:
     from .eval import pick
 
     cfg = recipe.eval
-    try:
-        for bench in pick(cfg, [(b.name, b) for b in cfg.benchmarks]):
-            benchmarks.problems(bench)  # small; a gated or offline hub copy fails now
+    try:  # small; a gated or offline hub copy fails now, and eval scores these very rows later
+        problems = {bench.name: benchmarks.problems(bench) for bench in pick(cfg, [(b.name, b) for b in cfg.benchmarks])}
     except ConfigError as e:
         raise ConfigError(f"recipe '{recipe.name}': eval.benchmarks: {e}") from None
     if cfg.benchmarks and cfg.engine and cfg.backend in ("auto", "vllm") and backends.vllm_usable():
         from .backends.vllm import check_engine_keys
 
         check_engine_keys(cfg.engine, f"recipe '{recipe.name}': eval.engine")
+    return problems
 
 
-def _evaluate(recipe: Recipe, out: Path) -> dict:
+def _evaluate(recipe: Recipe, out: Path, problems: dict[str, list[dict]]) -> dict:
     """The trained student (OUT/student: adapter or full weights) on the recipe's benchmarks."""
     from . import evalmodel, runfolder
     from .eval import EVAL, is_complete, plan_recipe, run_eval
@@ -75,7 +75,7 @@ def _evaluate(recipe: Recipe, out: Path) -> dict:
     if is_complete(p, out):
         console.print(f"eval: {out / EVAL} is complete; skipping")
         return read_scores(out)
-    return run_eval(p, out)
+    return run_eval(p, out, problems)
 
 
 def print_summary(results: dict, out: Path) -> None:
@@ -101,7 +101,7 @@ def print_summary(results: dict, out: Path) -> None:
     else:
         lines.append("trained    nothing: no rows survived the filter")
     if results.get("eval"):
-        for name, s in results["eval"]["benchmarks"].items():
+        for s in results["eval"]["benchmarks"].values():
             lines.append(f"scored     {s['title']}: pass@1 {s['pass@1']:.1f} ± {s['pass@1_se']:.1f} "
                          f"({s['problems']} problems × {s['n']}){secs.get('eval', '')}")
     made = [f"{d}/" for d in ("traces", "filtered", "student", "eval") if (Path(out) / d).is_dir()]

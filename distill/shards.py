@@ -101,9 +101,7 @@ def write_card(stage: Path, title: str, configs: dict[str, str], body: str = "")
     for name, folder in configs.items():
         lines += [f"- config_name: {name}", "  data_files:", "  - split: train", f"    path: {folder}/*.parquet"]
     lines += ["---", f"# {title}", "", body.strip(), ""]
-    tmp = stage / f".README.md.tmp-{os.getpid()}"
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, stage / "README.md")
+    write_text(stage / "README.md", "\n".join(lines))
 
 
 def forget_missing(stage: Path, files_for) -> set[int]:

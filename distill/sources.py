@@ -91,11 +91,15 @@ def _loaded(card: DatasetCard, path: str | None, split: str) -> tuple[list[dict]
     return ds.to_list(), card.hub
 
 
-def prompt_rows(source: DataSource) -> list[dict]:
-    """The prompt rows of one recipe data source, with stable ids and gold answers."""
+def prompt_rows(source: DataSource, loaded: tuple[list[dict], str] | None = None, fix: str | None = None) -> list[dict]:
+    """The prompt rows of one recipe data source, with stable ids and gold answers. `loaded`:
+    its raw rows and their name, when the caller read them already; `fix`: how to map a
+    missing column, where the recipe's `columns:` is not the way (distill eval's --set)."""
     card = source.card
     cols = source.columns or card.columns
-    if card.generator and not source.path:
+    if loaded is not None:
+        raw, origin = loaded
+    elif card.generator and not source.path:
         raw, origin = _generated(card), f"generator '{card.generator}'"
         cols = type(cols)(problem="problem", answer="answer", id="id")
     else:
@@ -105,9 +109,8 @@ def prompt_rows(source: DataSource) -> list[dict]:
         for want in (cols.problem, cols.answer, cols.id):
             if want is not None and want not in raw[0]:
                 raise UserError(
-                    f"{origin}: no column '{want}' (has: {', '.join(have)}); "
-                    f"map it with `columns: {{problem: …, answer: …}}` beside `card: {card.name}` in a recipe "
-                    f"(distill eval: --set benchmarks.{card.name}.columns.problem=COLUMN)"
+                    f"{origin}: no column '{want}' (has: {', '.join(have)}); map it with "
+                    + (fix or f"`columns: {{problem: …, answer: …}}` beside `card: {card.name}` in the recipe")
                 )
     pattern = re.compile(card.answer_pattern) if card.answer_pattern else None
     rows, seen = [], set()

@@ -78,9 +78,7 @@ def open_backend(teacher: TeacherCard, settings: GenSettings):
     if settings.adapter:  # served by vLLM's LoRA support on the base weights: no merge needed
         from vllm.lora.request import LoRARequest
 
-        from ..evalmodel import lora_rank
-
-        args.update(enable_lora=True, max_loras=1, max_lora_rank=_lora_rank_slot(lora_rank(settings.adapter)))
+        args.update(enable_lora=True, max_loras=1, max_lora_rank=_lora_rank_slot(models.lora_rank(settings.adapter)))
         args["tokenizer"] = models.tokenizer_source(path, settings.adapter)
         lora = LoRARequest("adapter", 1, settings.adapter)
     try:

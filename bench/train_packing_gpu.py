@@ -198,14 +198,12 @@ def peak_memory() -> float | None:
 def run_distill(model_dir: Path, convs, work: Path, a) -> dict:
     import yaml
 
-    from distill import schema, shards
     from distill.recipes import load_recipe
     from distill.train import run_train
+    from train_trl import write_filtered  # bench/ is on sys.path when a bench script runs
 
     folder = work / "filtered"
-    rows = [{"id": f"b/{i}", "problem": c[0]["content"], "sample_idx": 0, "completion": c[1]["content"], "messages": c}
-            for i, c in enumerate(convs)]
-    shards.write_table(folder / shards.DATA / shards.shard_name(0), schema.table(rows, schema.FILTERED))
+    write_filtered(folder, convs)
     card = work / "bench-student.yaml"
     card.write_text(yaml.safe_dump({"model": str(model_dir), "max_length": a.max_length}))
     sets = [f"student={card}", f"train.method={a.method}", "train.packing=true", f"train.max_steps={a.steps}",
@@ -216,7 +214,7 @@ def run_distill(model_dir: Path, convs, work: Path, a) -> dict:
     return run_train(load_recipe(None, sets), folder, work / "run")
 
 
-def run_distill_choice(a) -> dict:
+def run_distill_choice() -> dict:
     """distill's attention and Liger choice for this machine, for a TRL side that runs first."""
     import torch
 
@@ -323,7 +321,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if name == "distill":
                     ours = run_distill(model_dir, convs, work / f"distill-{r}", a)
                 else:
-                    choice = ours or run_distill_choice(a)
+                    choice = ours or run_distill_choice()
                     run_plain_trl(model_dir, convs, work / f"trl-{r}", a, choice["attention"], choice["liger"])
                 timed, memory = clock.measure(a.warmup_steps), peak_memory()
                 if name not in best or timed["tokens_per_s"] > best[name][0]["tokens_per_s"]:

@@ -71,7 +71,7 @@ def relaunch(name: str, processes: int | None, train_args: list[str]) -> None:
     from .ui import console
 
     console.print(f"train: accelerate launch with {config}" + (f", {processes} processes" if processes else ""))
-    code = subprocess.run(command(config, processes, train_args), env=dict(os.environ)).returncode
+    code = subprocess.run(command(config, processes, train_args)).returncode
     if code != 0:
         raise UserError(f"train under accelerate ({config.name}) exited with {code}; see the processes' output above")
 

@@ -192,10 +192,9 @@ def _tasks(key, rows: list[dict], pending: set[int], names: tuple[str, ...], opt
         yield (key, i), mine, _payload(rows[i]), options, _row_timeout(rows[i], mine, options)
 
 
-def _verify_shard(rows: list[dict], names: tuple[str, ...], options: dict, pool,
-                  verdicts: list[verify.Verdict | None] | None = None) -> list[verify.Verdict]:
+def _verify_shard(rows: list[dict], names: tuple[str, ...], options: dict, pool) -> list[verify.Verdict]:
     """Every verdict for one shard's rows: cheap checks inline, the rest through the pool."""
-    verdicts = list(verdicts) if verdicts is not None else [None] * len(rows)
+    verdicts: list[verify.Verdict | None] = [None] * len(rows)
     pending = _inline_checks(rows, names, options, verdicts)
     if pending:
         for (_, i), verdict in pool.imap(_tasks(0, rows, pending, names, options)):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import TrainData
+from .prompting import assistant_content
 from .errors import ConfigError, UserError, reason
 
 _FORMATS = {".parquet": "parquet", ".jsonl": "json", ".json": "json"}
@@ -22,11 +23,8 @@ _SPEAKERS = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "
 def _files(folder: Path) -> list[Path]:
     from . import shards
 
-    try:  # a run folder or a finished filtered/ stage: its Parquet shards
-        stage = shards.input_folder(folder, "filtered", "filter")
-        found = shards.list_files(stage)
-    except UserError:
-        found = []
+    # a run folder or a filtered/ stage (refused while unfinished): its Parquet shards
+    found = shards.list_files(shards.input_folder(folder, "filtered", "filter"))
     return found or sorted(p for p in folder.rglob("*") if p.suffix.lower() in _FORMATS and p.is_file())
 
 
@@ -88,7 +86,7 @@ def _read(src: TrainData):
 
 def _think(reasoning: str | None, response: str) -> str:
     """The assistant turn as DESIGN §3 writes it."""
-    return f"<think>\n{reasoning.strip()}\n</think>\n\n{response.strip()}" if reasoning else response
+    return assistant_content(reasoning.strip(), response.strip()) if reasoning else response
 
 
 def _converter(src: TrainData, names: list[str], origin: str):
@@ -165,8 +163,6 @@ def load_conversations(sources: tuple[TrainData, ...], seed: int = 0):
             raise UserError(f"{origin}: no rows to train on")
         convert = _converter(src, ds.column_names, origin)
         parts.append(ds.map(convert, remove_columns=ds.column_names))
-    if not parts:
-        raise ConfigError("the recipe names no training data: give --data IN, or train.data in the recipe")
     if len(parts) == 1:
         return parts[0]
     return datasets.concatenate_datasets(parts).shuffle(seed=seed)

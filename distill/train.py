@@ -67,10 +67,13 @@ def _overlong(dataset, tokenizer, max_length: int, action: str, assistant_only: 
     Returns (dataset, overlong count, count left out for want of a supervised token)."""
 
     def length(row: dict) -> dict:
-        ids = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True, return_dict=True)
-        prompt = tokenizer.apply_chat_template(row["prompt"], tokenize=True, return_dict=True,
-                                               add_generation_prompt=True) if assistant_only else {"input_ids": []}
-        return {"_length": len(ids["input_ids"]), "_prompt": len(prompt["input_ids"])}
+        n = len(tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True, return_dict=True)["input_ids"])
+        # the prompt's render is a prefix of the whole (student.check_template): it can fill
+        # max_length only when the whole does, so only then is it tokenized on its own
+        prompt = len(tokenizer.apply_chat_template(row["prompt"], tokenize=True, return_dict=True,
+                                                   add_generation_prompt=True)["input_ids"]) \
+            if assistant_only and n >= max_length else 0
+        return {"_length": n, "_prompt": prompt}
 
     measured = dataset.map(length)
     lengths, prompts = measured["_length"], measured["_prompt"]

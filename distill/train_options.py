@@ -61,20 +61,14 @@ def liger(cfg: TrainConfig, on_gpu: bool) -> bool:
     return cfg.liger
 
 
-# The package each reporter needs (transformers' integrations import these when training starts).
-REPORTER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb"),
-                     "trackio": ("trackio", "trackio")}
-
-
 def check_reporters(cfg: TrainConfig) -> None:
     """Each train.report_to entry must have its package installed; else one line now, not an
     ImportError after the model has loaded."""
     import importlib.util
 
-    for name in cfg.report_to:
-        module, pip_name = REPORTER_PACKAGES[name]
-        if importlib.util.find_spec(module) is None:
-            raise ConfigError(f"train.report_to: {name} needs the {pip_name} package: pip install {pip_name} "
+    for name in cfg.report_to:  # each reporter's package has its name (transformers imports it to report)
+        if importlib.util.find_spec(name) is None:
+            raise ConfigError(f"train.report_to: {name} needs the {name} package: pip install {name} "
                               f"(or remove {name} from train.report_to)")
 
 

@@ -31,6 +31,7 @@ from . import Verdict
 _WORKER_MODULE = "distill.verify.worker"
 SETTLE = 0.002  # seconds
 HEADER = struct.Struct("!I")  # a verdict frame: its pickle's length, then the pickle
+AHEAD = 2  # batches a worker may hold beyond the one it works on: the queue keeps all of them fed
 
 
 def _serve(conn, out) -> None:
@@ -129,7 +130,7 @@ class VerifyPool:
 
         def refill() -> None:
             nonlocal exhausted
-            while not exhausted and len(queue) < self.batch * self.size * 2:
+            while not exhausted and len(queue) < self.batch * self.size * (AHEAD + 1):
                 try:
                     key, names, row, options, *timeout = next(source)
                 except StopIteration:
@@ -140,9 +141,9 @@ class VerifyPool:
         while True:
             refill()
             for i, worker in enumerate(self.workers):
-                # up to three batches ahead per worker: it goes on without waiting on us, also
+                # up to AHEAD + 1 batches per worker: it goes on without waiting on us, also
                 # while the parent is busy writing a finished file's results
-                while queue and len(worker.pending) < 2 * self.batch:
+                while queue and len(worker.pending) < AHEAD * self.batch:
                     take = [queue.popleft() for _ in range(min(self.batch, len(queue)))]
                     worker.send(take)
                     outstanding += len(take)

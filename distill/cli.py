@@ -57,18 +57,17 @@ def _guard(fn: Callable[[], None], interrupted: str = RESUMABLE) -> None:
         raise typer.Exit(1) from None
 
 
-def _check_out(out: Path, flag: str = "--out") -> None:
+def _check_out(out: Path) -> None:
     """The output folder can be made or written: else one line now, not a traceback later."""
     import os
 
-    out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"{flag} {out}: is a file; give a folder")
-    existing = next((p for p in (out, *out.absolute().parents) if p.exists()), None)
-    if existing is None or not existing.is_dir():
-        raise ConfigError(f"{flag} {out}: {existing} is not a folder; give a folder path")
+        raise ConfigError(f"--out {out}: is a file; give a folder")
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())  # / always exists
+    if not existing.is_dir():
+        raise ConfigError(f"--out {out}: {existing} is not a folder; give a folder path")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag} {out}: {existing} is not writable here; give a folder you can write")
+        raise ConfigError(f"--out {out}: {existing} is not writable here; give a folder you can write")
 
 
 def _recipe(name: str | None, sets: list[str] | None, limit: int | None = None):

@@ -19,11 +19,12 @@ from pathlib import Path
 
 from . import hub, provenance, shards
 from .errors import ConfigError, UserError, reason
+from .report import INPUTS, PASS1, REJECTED
+from .runfolder import RESOLVED
 
 FORMATS = ("jsonl", "parquet", "hf")
 ROWS = ("kept", "rejected", "traces")
 COMMAND = {"traces": "generate", "kept": "filter", "rejected": "filter"}
-RESOLVED = "recipe.resolved.yaml"
 TMP = ".export-tmp-"
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".arrow")
 BATCH = 64  # rows per JSON Lines write: tens of MB at most, even for 32k-token traces
@@ -46,7 +47,7 @@ def _stage_kind(folder: Path) -> str | None:
     manifest = shards.read_manifest(folder)
     if manifest is not None:
         return manifest.get("stage") if manifest.get("stage") in ("generate", "filter") else None
-    if any((folder / name).exists() for name in ("_pass1", "_inputs.json", "rejected", "report.json")):
+    if any((folder / name).exists() for name in (PASS1, INPUTS, REJECTED, "report.json")):
         return "filter"
     return "generate" if (folder / shards.DONE).is_dir() else None
 

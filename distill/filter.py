@@ -33,16 +33,12 @@ from .config import FilterConfig, PromptTemplate, Recipe
 from .dedup import exact_key, load_contamination, NearDuplicates
 from .errors import ConfigError, UserError
 from .prompting import assistant_content, prompt_messages, split_think
-from .report import build_report, print_report, write_plots  # noqa: F401 - print_report is the CLI's
+from .report import CANDIDATES, INPUTS, PASS1, REJECTED, build_report, print_report, write_plots  # noqa: F401 - print_report is the CLI's
 from .select import choose, cutoffs, draw, pass_rates
 from .ui import console, plural
 
 STAGE = "filtered"
-REJECTED = "rejected"
-PASS1 = "_pass1"
-CANDIDATES = "candidates"
 KEYS = "keys"
-INPUTS = "_inputs.json"
 REQUIRED = ("id", "sample_idx", "problem", "completion")
 DEFAULTS = {"answer": None, "source": "unknown", "domain": "math", "finish_reason": None, "teacher": None,
             "prompt_tokens": None, "completion_tokens": None, "gen_config": None, "choices": None, "tests": None}

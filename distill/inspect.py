@@ -15,11 +15,11 @@ from pathlib import Path
 
 from . import shards
 from .errors import UserError
-from .report import PERCENTILES, REJECTED, percentiles, token_counts as _tokens
+from .report import CANDIDATES, INPUTS, PASS1, REJECTED, percentiles, token_counts as _tokens, token_table
+from .runfolder import RESOLVED
 from .ui import plural
 
 STAGES = ("traces", "filtered", "student", "eval")
-PASS1 = "_pass1"
 TOP_REASONS = 8
 
 
@@ -36,7 +36,7 @@ def locate(path: Path) -> dict[str, Path]:
     if found:
         return found
     kind = _stage_kind(path)
-    if kind is None and (path / "recipe.resolved.yaml").is_file():
+    if kind is None and (path / RESOLVED).is_file():
         return {}  # a run folder whose first stage has not written anything yet
     if kind is None:
         raise UserError(f"{path}: not a run folder: no traces/, filtered/, student/ or eval/ in it, "
@@ -70,8 +70,9 @@ def summarize(path: Path) -> dict:
 
 
 def _columns(path: Path, wanted: tuple[str, ...]):
+    """The `wanted` columns a shard has (none at all still gives its row count): never its text."""
     names = shards.open_file(path).schema_arrow.names
-    return shards.read_file(path, [c for c in wanted if c in names] or names[:1])
+    return shards.read_file(path, [c for c in wanted if c in names])
 
 
 def _json(path: Path, what: str, fix: str):
@@ -89,7 +90,7 @@ def _files(folder: Path) -> list[Path]:
 def _traces(stage: Path) -> dict:
     import pyarrow.compute as pc
 
-    folder = stage / shards.DATA if (stage / shards.DATA).is_dir() else stage
+    folder = shards.data_folder(stage)
     manifest = shards.read_manifest(stage)
     files = _files(folder)
     rows = truncated = 0
@@ -170,15 +171,15 @@ def _filtered(stage: Path) -> dict:
         tokens = {"kept": [_tokens(f) for f in _files(final[0])], "rejected": [_tokens(f) for f in _files(final[1])]}
         out = {**report, "_tokens": tokens, "state": "complete", "note": ""}
     else:
-        inputs = _json(stage / "_inputs.json", "input list", "rerun the same `distill filter` command") \
-            if (stage / "_inputs.json").is_file() else []
+        inputs = _json(stage / INPUTS, "input list", "rerun the same `distill filter` command") \
+            if (stage / INPUTS).is_file() else []
         pass1 = len(shards.done(stage / PASS1))
         written = len(shards.done(stage))
         if written or not (stage / PASS1).is_dir():
             out = _count_filtered(*final)
             what = f"{written} of {len(inputs) or '?'} output shards written"
         else:  # still in the first pass: its survivors wait in _pass1/ for dedup and quotas
-            out = _count_filtered(stage / PASS1 / "candidates", stage / PASS1 / REJECTED)
+            out = _count_filtered(stage / PASS1 / CANDIDATES, stage / PASS1 / REJECTED)
             what = (f"first pass done for {pass1} of {len(inputs) or '?'} trace files; the counts are of those "
                     "(dedup and quotas not applied yet)")
         out.update(state="unfinished", note=f"{what}; rerun the same `distill filter` command to finish")
@@ -279,16 +280,6 @@ def _overview(stage: str, s: dict) -> str:
     return f"pass@1 {done}" if done else f"{plural(len(s['pending']), 'benchmark')}, none scored yet"
 
 
-def _token_table(title: str, lengths: dict):
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left", show_edge=False)
-    for name in ("", "rows", "mean", *(f"p{p}" for p in PERCENTILES)):
-        table.add_column(name, justify="right")
-    for name, stats in lengths.items():
-        if stats.get("count"):
-            table.add_row(name, str(stats["count"]), str(stats["mean"]), *(str(stats[f"p{p}"]) for p in PERCENTILES))
-    return table
 
 
 def print_summary(summary: dict) -> None:
@@ -314,7 +305,7 @@ def print_summary(summary: dict) -> None:
     if "traces" in stages:
         s = stages["traces"]
         console.print(f"\n[bold]traces[/] {s['folder']}" + (f"  ({s['writer']}: {s['teacher']})" if s["teacher"] else ""))
-        console.print(_token_table("completion tokens", {"traces": s["tokens"]}))
+        console.print(token_table("completion tokens", {"traces": s["tokens"]}, title_justify="left"))
         if len(s["by_source"]) > 1:
             console.print("by source: " + ", ".join(f"{k} {v}" for k, v in s["by_source"].items()))
     if "filtered" in stages:

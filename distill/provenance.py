@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from . import shards
+from .runfolder import RESOLVED
 
 UNKNOWN = "unknown"
 NOT_APPLIED = "not applied (raw traces)"
@@ -54,10 +55,10 @@ def _json(path: Path) -> dict | None:
 
 
 def _recipe(run: Path | None) -> dict | None:
-    if run is None or not (run / "recipe.resolved.yaml").is_file():
+    if run is None or not (run / RESOLVED).is_file():
         return None
     try:
-        return yaml.safe_load((run / "recipe.resolved.yaml").read_text()) or None
+        return yaml.safe_load((run / RESOLVED).read_text()) or None
     except yaml.YAMLError:
         return None
 

@@ -16,6 +16,9 @@ from .select import quota_rows
 from .verify.format import NON_REASONING
 
 REJECTED = "rejected"
+PASS1 = "_pass1"  # the filter's first pass: survivors of verification, per input file
+CANDIDATES = "candidates"  # _pass1/candidates: rows that passed verification, before dedup and quotas
+INPUTS = "_inputs.json"  # which trace file each output shard came from
 # reasons given after a row passed verification: it was right, but not kept
 AFTER_VERIFY = ("not_selected", "duplicate", "near_duplicate", "over_quota")
 PERCENTILES = (10, 50, 90, 99)
@@ -38,6 +41,8 @@ def token_counts(path: Path, table=None):
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if table is not None and "completion_tokens" in table.column_names and not table.column("completion_tokens").null_count:
+        return table.column("completion_tokens").cast(pa.int64()).to_numpy()  # no need to open the file again
     names = shards.open_file(path).schema_arrow.names
     tokens = None
     if "completion_tokens" in names:
@@ -210,6 +215,19 @@ def write_plots(stage: Path) -> list[str]:
     return [path.name]
 
 
+def token_table(title: str, lengths: dict, **table_args):
+    """Token percentiles (as `percentiles` gives them) per group, one row each, as a rich table."""
+    from rich.table import Table
+
+    table = Table(title=title, show_edge=False, **table_args)
+    for name in ("", "rows", "mean", *(f"p{p}" for p in PERCENTILES)):
+        table.add_column(name, justify="right")
+    for name, stats in lengths.items():
+        if stats.get("count"):
+            table.add_row(name, str(stats["count"]), str(stats["mean"]), *(str(stats[f"p{p}"]) for p in PERCENTILES))
+    return table
+
+
 def print_report(report: dict) -> None:
     from rich.table import Table
 
@@ -235,15 +253,8 @@ def print_report(report: dict) -> None:
             top = ", ".join(f"{reason} {count}" for reason, count in list(s["reasons"].items())[:3]) or "-"
             sources.add_row(name, str(s["rows_in"]), str(s["kept"]), kept, rate, top)
         console.print(sources)
-    lengths = report.get("lengths", {})
-    if lengths:
-        lens = Table(title="completion tokens", show_edge=False)
-        for name in ("", "rows", "mean", *(f"p{p}" for p in PERCENTILES)):
-            lens.add_column(name, justify="right")
-        for name, stats in lengths.items():
-            if stats.get("count"):
-                lens.add_row(name, str(stats["count"]), str(stats["mean"]), *(str(stats[f"p{p}"]) for p in PERCENTILES))
-        console.print(lens)
+    if report.get("lengths"):
+        console.print(token_table("completion tokens", report["lengths"]))
     if report.get("contaminated"):
         console.print("contaminated: " + ", ".join(f"{name} {count}" for name, count in report["contaminated"].items()))
     for group, q in report.get("quotas", {}).get("groups", {}).items():

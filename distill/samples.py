@@ -32,7 +32,7 @@ def _folders(stages: dict[str, Path], source: str) -> list[Path]:
         stage = stages.get("traces")
         if stage is None:
             return []
-        folder = stage / shards.DATA if (stage / shards.DATA).is_dir() else stage
+        folder = shards.data_folder(stage)
         return shards.list_files(folder)
     stage = stages.get("eval")
     if stage is None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import shards
 from .errors import UserError
+from .metrics import quarter_means
 from .report import CANDIDATES, INPUTS, PASS1, REJECTED, percentiles, token_counts as _tokens, token_table
 from .runfolder import RESOLVED
 from .ui import plural
@@ -219,12 +220,12 @@ def _student(stage: Path) -> dict:
     summary = _json(summary_path, "training summary",
                     "delete it and rerun the same `distill train` command with --resume") \
         if summary_path.is_file() else {}
-    quarter = max(1, len(loss) // 4)  # as train_summary.json's loss_first/loss_last: quarter means
+    first, last = quarter_means([v for _, v in loss])  # as train_summary.json's loss_first/loss_last
     out = {
         "folder": str(stage), "log": log, "loss": loss, "eval_loss": eval_loss,
         "steps": summary.get("steps", max((s for s, _ in loss), default=0)),
-        "loss_first": summary.get("loss_first", sum(v for _, v in loss[:quarter]) / quarter if loss else None),
-        "loss_last": summary.get("loss_last", sum(v for _, v in loss[-quarter:]) / quarter if loss else None),
+        "loss_first": summary.get("loss_first", first),
+        "loss_last": summary.get("loss_last", last),
         **{k: summary.get(k) for k in ("method", "rows", "student", "train_seconds")},
     }
     if summary:

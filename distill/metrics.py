@@ -85,3 +85,12 @@ def cons_at_n(problems: Sequence[Sequence[Sample]]) -> float:
         winner = majority(samples)
         right += bool(winner is not None and winner.correct)
     return 100 * right / len(problems)
+
+
+def quarter_means(losses: list[float]) -> tuple[float | None, float | None]:
+    """The means of the first and the last quarter of a loss curve: one logged step is noisy
+    (the last batch may be a single row), so a run's loss is told from quarter to quarter."""
+    if not losses:
+        return None, None
+    quarter = max(1, len(losses) // 4)
+    return sum(losses[:quarter]) / quarter, sum(losses[-quarter:]) / quarter

@@ -102,12 +102,6 @@ def _elide(text: str, full: bool) -> str:
     return f"{text[:half]}\n\n… {len(text) - 2 * half:,} characters left out (--full shows all) …\n\n{text[-half:]}"
 
 
-def _parts(row: dict) -> tuple[str | None, str, str]:
-    """(reasoning, answer text, think state), split as the filter splits (prompting.split_think),
-    so the panels show exactly what it judged."""
-    return split_think(row.get("completion") or "")
-
-
 def _verdict(source: str, row: dict) -> str:
     """The verdict line (rich markup; the row's own values escaped: answers hold [brackets])."""
     from rich.markup import escape
@@ -141,7 +135,8 @@ def print_samples(source: str, rows: list[dict], full: bool = False) -> None:
         console.print(renderable, soft_wrap=False)  # the shared console keeps lines whole; a panel must wrap
 
     for i, row in enumerate(rows, 1):
-        reasoning, answer, state = _parts(row)
+        # split as the filter splits, so the panels show exactly what it judged
+        reasoning, answer, state = split_think(row.get("completion") or "")
         tokens = row.get("completion_tokens")
         console.print(Rule(escape(f"{source} sample {i} of {len(rows)} · {row.get('id')} #{row.get('sample_idx')}")))
         console.print(escape(f"source {row.get('source')} · {tokens if tokens is not None else '?'} completion tokens · "

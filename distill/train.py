@@ -16,6 +16,7 @@ from pathlib import Path
 from . import models, runfolder, shards, train_options
 from .config import Recipe
 from .errors import ConfigError, UserError
+from .metrics import quarter_means
 from .student import context_warning, load_tokenizer, rope_overrides
 from .ui import console, plural
 
@@ -324,8 +325,7 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
         tokenizer.save_pretrained(str(stage))
         model.generation_config.save_pretrained(str(stage))  # with the aligned EOS, for the merged model too
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
-    # One logged step is noisy (the last batch may be a single row): compare quarters.
-    quarter = max(1, len(losses) // 4)
+    loss_first, loss_last = quarter_means(losses)
     summary = {
         "student": models.describe(student),
         "method": cfg.method,
@@ -333,8 +333,8 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
         "supervised_tokens": sum(counts),
         "rows_without_supervised_tokens": empty,
         "steps": trainer.state.global_step,
-        "loss_first": sum(losses[:quarter]) / quarter if losses else None,  # mean of the first quarter
-        "loss_last": sum(losses[-quarter:]) / quarter if losses else None,  # mean of the last quarter
+        "loss_first": loss_first,  # mean of the first quarter
+        "loss_last": loss_last,  # mean of the last quarter
         "train_loss": result.training_loss if math.isfinite(result.training_loss) else None,
         "train_seconds": round(result.metrics.get("train_runtime", 0.0), 2),
         "dtype": str(dtype).removeprefix("torch."),

@@ -7,7 +7,9 @@ filtered with the format and math verifiers and no dedup, once per worker count,
 fresh run folder. The plain math-verify loop runs once, on the first --baseline-rows rows, for
 the ratio. Prints, per worker count: rows/s, rows/s per worker, the speed-up over one worker and
 its efficiency (speed-up / workers), rows per CPU-second of the whole machine (workers and
-the filter process: whether the work itself scales), and the ratio to the plain loop.
+the filter process: whether the work itself scales), the filter process's own CPU time and the
+rows/s it could coordinate at most (rows / that time: with N workers the filter scales only
+while N workers' rows/s stay below it), and the ratio to the plain loop.
 
 What the machine itself allows: with `--machine-baseline`, N copies of the plain loop run at once
 in N processes (no coordination at all) for each worker count N, and their summed rows/s is
@@ -33,6 +35,14 @@ def machine_cpu_seconds() -> float:
     """Busy CPU time of the whole machine so far (every process: workers, the filter process, us)."""
     user, nice, system, _idle, _iowait, irq, softirq, *_ = map(int, open("/proc/stat").readline().split()[1:])
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds() -> float:
+    """CPU time of this process (the filter process: reading, handing out rows, verdicts, writing)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _plain_copy(rows: list[dict], queue) -> None:
@@ -75,14 +85,17 @@ def main() -> None:
         t_plain, _ = fm.plain_loop(rows[: args.baseline_rows])
         plain_rate = min(args.rows, args.baseline_rows) / t_plain
         for workers in counts:
-            cpu = machine_cpu_seconds()
+            cpu, own = machine_cpu_seconds(), process_cpu_seconds()
             seconds, kept = fm.ours(Path(tmp) / "traces", Path(tmp) / f"run-{workers}", workers, "math")
-            cpu = machine_cpu_seconds() - cpu
+            cpu, own = machine_cpu_seconds() - cpu, process_cpu_seconds() - own
             agree = sum((r["id"] in kept) == r["label"] for r in rows)
             rate = len(rows) / seconds
             results.append({"workers": workers, "seconds": round(seconds, 2), "rows_per_s": round(rate, 1),
                             "rows_per_s_per_worker": round(rate / workers, 1),
                             "rows_per_cpu_s": round(len(rows) / cpu, 1),
+                            # the filter process alone: the most rows/s it could hand out were the workers free
+                            "filter_process_cpu_s": round(own, 2),
+                            "filter_process_ceiling_rows_per_s": round(len(rows) / own, 1),
                             "ratio_to_plain_loop": round(rate / plain_rate, 3), "agrees_with_labels": agree})
             if args.machine_baseline:
                 copies = machine_baseline(rows, workers, min(args.baseline_rows, len(rows)))

@@ -294,6 +294,9 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     lr_scheduler_kwargs: dict = field(default_factory=dict)  # e.g. {min_lr_rate: 0.1} for cosine_with_min_lr
     packing: bool = False  # padding-free packing with position_ids (needs an attention that honours them)
+    # batches of rows of like length (transformers' LengthGroupedSampler): less padding, hence
+    # faster steps; None: on unless packing (no padding to save) or batch_size 1 (nothing to group)
+    group_by_length: bool | None = None
     attn_implementation: str | None = None  # None: flash_attention_2 on a GPU when installed, else sdpa
     liger: bool | None = None  # Liger kernels; None: on when liger-kernel is installed and a GPU is used
     report_to: tuple[str, ...] = ()  # tensorboard | wandb | trackio; () logs to the console only

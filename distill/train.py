@@ -129,6 +129,15 @@ def _count_padding(trainer) -> dict:
     return counts
 
 
+def _group_by_length(cfg) -> bool:
+    """Batch rows of like length together unless told: with padded batches every row is padded to
+    the longest of its batch, and reasoning traces vary tenfold in length. Packing has no padding
+    to save, and a batch of one row nothing to group."""
+    if cfg.group_by_length is not None:
+        return cfg.group_by_length
+    return not cfg.packing and cfg.batch_size > 1
+
+
 def _supervised_counts(dataset) -> list[int]:
     """Tokens per row that carry loss, as TRL prepared them (after masking and truncation)."""
     return [sum(1 for t in labels if t != -100) for labels in dataset["labels"]]
@@ -265,6 +274,7 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
             target_modules=targets if isinstance(targets, str) else list(targets),
             task_type="CAUSAL_LM",
         )
+    grouped = _group_by_length(cfg)
     settings = dict(
         output_dir=str(stage / "checkpoints"),
         per_device_train_batch_size=cfg.batch_size,
@@ -291,6 +301,7 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
         # reentrant checkpointing loses the gradient when only LoRA adapters train (frozen inputs)
         gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
         packing=cfg.packing,  # TRL's default strategy (bfd) is padding-free: one flat row per batch
+        train_sampling_strategy="group_by_length" if grouped else "random",
         use_liger_kernel=liger,
         bf16=dtype == torch.bfloat16,  # never bf16 on a CPU: TrainingArguments refuses it there
         fp16=False,
@@ -312,7 +323,8 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
         f"train: {dataset.num_rows} conversations, {sum(counts)} supervised tokens"
         + (f" ({plural(empty, 'more row')} left out: the prompt alone fills max_length={max_length})" if empty else "")
         + f", {cfg.method} on {student.name} in {str(dtype).removeprefix('torch.')}, {attention} attention"
-        + (", packed" if cfg.packing else "") + (", Liger kernels" if liger else "")
+        + (", packed" if cfg.packing else "") + (", batches grouped by length" if grouped else "")
+        + (", Liger kernels" if liger else "")
     )
     _quiet_logs(trainer)
     padding = _count_padding(trainer)
@@ -340,6 +352,7 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
         "dtype": str(dtype).removeprefix("torch."),
         "attention": attention,
         "packing": cfg.packing,
+        "group_by_length": grouped,
         "liger": liger,
         "overlong": overlong,
         "overlong_action": cfg.overlong,

@@ -217,6 +217,7 @@ def test_openr1_recipe_maps_onto_student_and_train(tmp_path, capsys):
         "cosine_with_min_lr", {"min_lr_rate": 0.1}, 0.2, 0.03)
     assert (t.liger, t.attn_implementation, t.gradient_checkpointing, t.packing) == (
         True, "flash_attention_2", True, False)
+    assert t.group_by_length is False  # batches at random, as the published run drew them
     assert (t.report_to, t.push_to_hub, t.hub_model_id, t.save_total_limit) == (
         ("wandb",), True, "OpenR1-Distill-7B", 1)
     assert t.dtype == "auto" and t.loss_on == "all"  # TRL's loss on messages rows: the whole sequence
@@ -276,6 +277,16 @@ def test_llamafactory_lora_recipe_maps(tmp_path, capsys):
     err = capsys.readouterr().err
     for key in ("template", "output_dir", "plot_loss", "ddp_timeout", "preprocessing_num_workers"):
         assert f"{key} has no effect here" in err
+    assert t.group_by_length is False
+
+
+@pytest.mark.parametrize("text", ["group_by_length: true", "train_sampling_strategy: group_by_length"])
+def test_a_published_recipe_that_groups_by_length_keeps_it(tmp_path, text):
+    """transformers 4's key and 5's both ask for length groups, in either format."""
+    for name, base in (("openr1.yaml", "model_name_or_path: m\n"), ("lf.yaml", "model_name_or_path: m\nstage: sft\n")):
+        t = load_recipe(str(_write(tmp_path, name, base + text + "\n"))).train
+        assert t.group_by_length is True
+        assert t.trl.get("train_sampling_strategy", "group_by_length") == "group_by_length"
 
 
 def test_llamafactory_dataset_info_resolves_names(tmp_path):

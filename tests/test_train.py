@@ -165,34 +165,42 @@ train.run_train(load_recipe(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[2]))
 """
 
 
-def test_kill_9_mid_training_then_resume_continues_with_the_same_data_order(tiny_recipe, filtered_run, tmp_path):
+@pytest.mark.parametrize("batch_size,save_steps,checkpoint", [
+    (1, 2, 4),  # batches of one row drawn at random; the checkpoint ends an epoch
+    (2, 3, 3),  # batches grouped by length (the default for batch_size > 1); the checkpoint is mid-epoch
+])
+def test_kill_9_mid_training_then_resume_continues_with_the_same_data_order(tiny_recipe, filtered_run, tmp_path,
+                                                                            batch_size, save_steps, checkpoint):
     import shutil
     import subprocess
     import sys
 
     from helpers import ROOT
 
-    recipe_path = tiny_recipe(train={"max_steps": 8, "batch_size": 1, "save_steps": 2, "logging_steps": 1})
+    recipe_path = tiny_recipe(train={"max_steps": 8, "batch_size": batch_size, "save_steps": save_steps,
+                                     "logging_steps": 1})
     recipe = load_recipe(str(recipe_path))
     clean_run = tmp_path / "clean"
     shutil.copytree(filtered_run, clean_run)
     clean = run_train(recipe, clean_run, clean_run)
-    killed = subprocess.run([sys.executable, "-c", KILL_AT_STEP, str(recipe_path), str(filtered_run), "5", "4"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert clean["group_by_length"] is (batch_size > 1)
+    killed = subprocess.run([sys.executable, "-c", KILL_AT_STEP, str(recipe_path), str(filtered_run), "5",
+                             str(checkpoint)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert killed.returncode == -9, killed.stderr[-2000:]
     stage = filtered_run / "student"
-    assert (stage / "checkpoints" / "checkpoint-4").is_dir() and not (stage / "train_summary.json").exists()
+    assert (stage / "checkpoints" / f"checkpoint-{checkpoint}").is_dir() and not (stage / "train_summary.json").exists()
     # without --resume: one line that says what to do
     result = run_cli("train", "-r", recipe_path, "--data", filtered_run, "--out", filtered_run)
     assert result.returncode == 1 and "rerun with --resume" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     result = run_cli("train", "-r", recipe_path, "--data", filtered_run, "--out", filtered_run, "--resume")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "resuming from checkpoint-4" in result.stdout
+    assert f"resuming from checkpoint-{checkpoint}" in result.stdout
     resumed = json.loads((stage / "train_summary.json").read_text())
     losses = lambda run: [e["loss"] for e in json.loads((run / "student" / "train_log.json").read_text()) if "loss" in e]
     assert resumed["steps"] == clean["steps"] == 8
-    assert losses(filtered_run)[4:] == pytest.approx(losses(clean_run)[4:], rel=1e-5)  # steps 5-8: same batches
+    # the steps after the checkpoint: the same batches, so the same losses
+    assert losses(filtered_run)[checkpoint:] == pytest.approx(losses(clean_run)[checkpoint:], rel=1e-5)
     from safetensors.torch import load_file
 
     a = load_file(stage / "adapter_model.safetensors")

@@ -81,6 +81,34 @@ def test_padding_is_counted_without_packing(tiny_recipe, filtered_run):
     assert summary["packing"] is False and 0 < summary["padding_waste"] < 1
 
 
+def test_rows_of_like_length_share_batches_unless_packing(tiny_recipe, tmp_path):
+    """By default each batch holds rows of like length (transformers' LengthGroupedSampler): one
+    epoch trains the same tokens as batches drawn at random, with fewer pad tokens."""
+    from distill import schema, shards
+
+    rows = []
+    for i in range(32):  # reasoning from 1 to 60 sums long, in a scrambled order
+        steps = " ".join(f"{k} + {k} = {2 * k}." for k in range(1 + (i * 23) % 60))
+        convo = [{"role": "user", "content": f"Problem {i}"},
+                 {"role": "assistant", "content": f"<think>\n{steps}\n</think>\n\n\\boxed{{{i}}}"}]
+        rows.append({"id": f"p{i}", "problem": convo[0]["content"], "sample_idx": 0,
+                     "completion": convo[1]["content"], "messages": convo})
+    data = tmp_path / "filtered"
+    shards.write_table(data / shards.DATA / shards.shard_name(0), schema.table(rows, schema.FILTERED))
+    one_epoch = ["train.max_steps=-1", "train.batch_size=2", "train.max_length=2048"]
+    recipe = tiny_recipe()
+    grouped = run_train(load_recipe(str(recipe), one_epoch), data, tmp_path / "grouped")
+    shuffled = run_train(load_recipe(str(recipe), [*one_epoch, "train.group_by_length=false"]), data,
+                         tmp_path / "shuffled")
+    assert grouped["group_by_length"] is True and shuffled["group_by_length"] is False
+    assert grouped["steps"] == shuffled["steps"] == 16
+    assert grouped["supervised_tokens"] == shuffled["supervised_tokens"]
+    assert grouped["batch_tokens"] == shuffled["batch_tokens"]  # the same rows, every one once
+    assert grouped["padding_waste"] < shuffled["padding_waste"] / 2
+    packed = run_train(load_recipe(str(recipe), [*one_epoch, "train.packing=true"]), data, tmp_path / "packed")
+    assert packed["group_by_length"] is False and packed["padding_waste"] == 0.0
+
+
 def test_gradient_checkpointing_trains_lora(tiny_recipe, filtered_run):
     """Non-reentrant checkpointing: the LoRA B matrices (zero at start) receive gradients."""
     from safetensors.torch import load_file

@@ -274,13 +274,22 @@ _TRL_READ = {"report_to", "warmup_ratio", "warmup_steps", "dtype", "bf16", "fp16
              "lora_task_type", "dataset_streaming", "ignore_bias_buffers"}
 
 
-def _order(raw: dict, train: dict, names: dict) -> None:
+_SAMPLING = ("random", "sequential", "group_by_length", "batch_rebalance")  # transformers 5's samplers
+
+
+def _order(raw: dict, train: dict, names: dict, source: str) -> set[str]:
     """A published run drew its batches at random unless it asked for length groups (transformers
     4's group_by_length, 5's train_sampling_strategy); read as it is, it keeps its order, where
-    distill's own recipes group rows by length unless told not to."""
-    strategy = raw.get("train_sampling_strategy")
-    train["group_by_length"] = bool(raw.get("group_by_length")) or strategy == "group_by_length"
+    distill's own recipes group rows by length unless told not to. Returns the keys it consumed
+    (a strategy other than length groups goes on to TRL as written)."""
+    strategy, legacy = raw.get("train_sampling_strategy"), raw.get("group_by_length", False)
+    if not isinstance(legacy, bool):
+        raise ConfigError(f"{source}: group_by_length: {legacy!r} must be true or false")
+    if strategy is not None and strategy not in _SAMPLING:
+        raise ConfigError(f"{source}: train_sampling_strategy: {strategy!r} must be one of {', '.join(_SAMPLING)}")
+    train["group_by_length"] = legacy or strategy == "group_by_length"
     names["train.group_by_length"] = "train_sampling_strategy" if strategy is not None else "group_by_length"
+    return {"group_by_length"} | ({"train_sampling_strategy"} if strategy == "group_by_length" else set())
 
 
 def _take(raw: dict, table: dict, defaults: dict, train: dict, names: dict) -> None:
@@ -324,7 +333,7 @@ def from_trl(raw: dict, source: str) -> tuple[dict, list[str], dict]:
         train["warmup_ratio"] = warmup
     elif raw.get("warmup_steps"):
         train.setdefault("trl", {})["warmup_steps"] = raw["warmup_steps"]
-    _order(raw, train, names)
+    ordered = _order(raw, train, names, source)
     train["dtype"] = _dtype(raw)
     train["method"] = ("qlora" if raw.get("load_in_4bit") else "lora") if raw.get("use_peft") else "full"
     # TRL puts the loss on the whole conversation of a `messages` row unless assistant_only_loss is set
@@ -334,7 +343,7 @@ def from_trl(raw: dict, source: str) -> tuple[dict, list[str], dict]:
     elif raw.get("dataset_name"):
         train["data"] = [{"source": raw["dataset_name"], "config": raw.get("dataset_config"),
                           "split": raw.get("dataset_train_split", "train")}]
-    handled = set(_TRL_TRAIN) | set(_TRL_UNSUPPORTED) | _TRL_READ | {"group_by_length"}
+    handled = set(_TRL_TRAIN) | set(_TRL_UNSUPPORTED) | _TRL_READ | ordered
     warnings = _mixture_warnings(raw, source) + _rest(raw, handled, sft_keys, train, source, None)
     if train["loss_on"] == "all":  # read as published, but never silently: the prompt becomes a target
         warnings.append(f"{source}: assistant_only_loss: not set, so the loss is on the whole conversation, prompt "
@@ -414,7 +423,7 @@ def from_llamafactory(raw: dict, source: str, base: Path) -> tuple[dict, list[st
     train["gradient_checkpointing"] = not raw.get("disable_gradient_checkpointing", False)
     train["liger"] = bool(raw.get("enable_liger_kernel", False))
     train["packing"] = bool(raw.get("packing") or raw.get("neat_packing"))
-    _order(raw, train, names)
+    ordered = _order(raw, train, names, source)
     attn = {"fa2": "flash_attention_2", "sdpa": "sdpa", "disabled": "eager", "eager": "eager"}
     if raw.get("flash_attn") in attn:
         train["attn_implementation"] = attn[raw["flash_attn"]]
@@ -437,7 +446,7 @@ def from_llamafactory(raw: dict, source: str, base: Path) -> tuple[dict, list[st
                "quantization_method", "lora_alpha", "lora_target", "disable_gradient_checkpointing",
                "enable_liger_kernel", "packing", "neat_packing", "flash_attn", "report_to", "bf16", "fp16",
                "pure_bf16", "train_on_prompt", "dataset", "dataset_dir", "max_samples", "cutoff_len", "lora_rank",
-               "lora_dropout", "gradient_checkpointing", "warmup_ratio", "group_by_length"}
-    handled |= set(_TRAINER) | _LF_TAGS | set(_LF_UNSUPPORTED)
+               "lora_dropout", "gradient_checkpointing", "warmup_ratio"}
+    handled |= set(_TRAINER) | _LF_TAGS | set(_LF_UNSUPPORTED) | ordered
     warnings = _rest(raw, handled, _trl()[1], train, source, "is a LLaMA-Factory setting distill does not use")
     return {"student": _student(raw, source), "train": train}, warnings, names

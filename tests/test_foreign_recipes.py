@@ -284,9 +284,19 @@ def test_llamafactory_lora_recipe_maps(tmp_path, capsys):
 def test_a_published_recipe_that_groups_by_length_keeps_it(tmp_path, text):
     """transformers 4's key and 5's both ask for length groups, in either format."""
     for name, base in (("openr1.yaml", "model_name_or_path: m\n"), ("lf.yaml", "model_name_or_path: m\nstage: sft\n")):
-        t = load_recipe(str(_write(tmp_path, name, base + text + "\n"))).train
-        assert t.group_by_length is True
-        assert t.trl.get("train_sampling_strategy", "group_by_length") == "group_by_length"
+        path = _write(tmp_path, name, base + text + "\n")
+        t = load_recipe(str(path)).train
+        assert t.group_by_length is True and "train_sampling_strategy" not in t.trl  # one setting, distill's
+        assert load_recipe(str(path), ["train.group_by_length=false"]).train.group_by_length is False
+
+
+def test_other_sampling_strategies_go_to_trl_and_bad_ones_are_one_line(tmp_path):
+    t = load_recipe(str(_write(tmp_path, "s.yaml", "model_name_or_path: m\ntrain_sampling_strategy: sequential\n"))).train
+    assert t.group_by_length is False and t.trl == {"train_sampling_strategy": "sequential"}
+    for text, message in (("train_sampling_strategy: bogus", "must be one of random, sequential"),
+                          ("group_by_length: 'false'", "group_by_length: 'false' must be true or false")):
+        with pytest.raises(ConfigError, match=message):
+            load_recipe(str(_write(tmp_path, "b.yaml", "model_name_or_path: m\n" + text + "\n")))
 
 
 def test_llamafactory_dataset_info_resolves_names(tmp_path):

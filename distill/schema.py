@@ -52,6 +52,6 @@ SCORED = pa.schema(
 
 def table(rows: list[dict], schema: pa.Schema) -> pa.Table:
     """Rows (dicts) to a table with exactly `schema`'s columns; missing optional columns are null."""
-    # column by column: pa.Table.from_pylist builds a dict per row and converts nested columns
-    # (messages) row by row, ten times slower, and the filter process writes every row through here
+    # one list per column, without the dict per row that from_pylist needs: about half the time
+    # (3 vs 7 us a row for FILTERED), and the filter process writes every row through here
     return pa.table({f.name: pa.array([row.get(f.name) for row in rows], type=f.type) for f in schema}, schema=schema)

@@ -42,8 +42,8 @@ def _run_info(run: Path) -> tuple[str | None, str | None]:
     return data.get("name"), model if isinstance(model, str) else None
 
 
-def _adapter(folder: Path) -> str:
-    """The base model an adapter folder names."""
+def _adapter(folder: Path) -> tuple[str, str | None]:
+    """The base model an adapter folder names, and its revision (distill records a card's pin)."""
     try:
         config = json.loads((folder / ADAPTER_CONFIG).read_text())
     except (OSError, ValueError) as e:
@@ -51,7 +51,7 @@ def _adapter(folder: Path) -> str:
     base = config.get("base_model_name_or_path")
     if not base:
         raise UserError(f"{folder / ADAPTER_CONFIG}: names no base_model_name_or_path; cannot tell what to load under it")
-    return str(base)
+    return str(base), config.get("revision")
 
 
 def _folder(folder: Path) -> EvalModel:
@@ -64,8 +64,8 @@ def _folder(folder: Path) -> EvalModel:
         if run is not None:
             recipe, base = _run_info(run)
     if (folder / ADAPTER_CONFIG).is_file():
-        adapter_base = _adapter(folder)
-        card = TeacherCard(name=folder.name, model=adapter_base)
+        adapter_base, revision = _adapter(folder)
+        card = TeacherCard(name=folder.name, model=adapter_base, revision=revision)
         if adapter_base.startswith(("/", ".", "~")) and not (Path(adapter_base).expanduser() / "config.json").is_file():
             raise UserError(
                 f"{folder}: the adapter's base model {adapter_base} is not there (base_model_name_or_path in "

@@ -129,6 +129,52 @@ def _count_padding(trainer) -> dict:
     return counts
 
 
+def _sft_trainer(grouped: bool):
+    """TRL's SFTTrainer; with grouped batches, one whose sampler is seeded by the epoch.
+
+    transformers' own group_by_length sampler draws its shuffle from torch's global RNG when the
+    epoch's iterator is made, and on --resume that happens before the checkpoint's RNG state is
+    restored: a run resumed in its second epoch or later would replay the first epoch's order
+    (rows trained twice, others not at all). Here the shuffle comes from (data seed + epoch),
+    the epoch read from the trainer's state, which a resumed run restores from the checkpoint;
+    every process of a multi-GPU run draws the same order, as accelerate's batch sharding needs.
+    TRL's GRPOTrainer overrides the same method for its own sampler."""
+    from trl import SFTTrainer
+
+    if not grouped:
+        return SFTTrainer
+
+    import torch
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    class LengthGrouped(torch.utils.data.Sampler):
+        def __init__(self, lengths: list[int], group: int, seed: int, state) -> None:
+            self.lengths, self.group, self.seed, self.state = lengths, group, seed, state
+
+        def __len__(self) -> int:
+            return len(self.lengths)
+
+        def __iter__(self):
+            # state.epoch is a whole number when an epoch starts, and epoch + done/steps when a
+            # run resumes inside one
+            epoch = math.floor(self.state.epoch + 1e-9) if self.state.epoch else 0
+            generator = torch.Generator().manual_seed(self.seed + epoch)
+            return iter(get_length_grouped_indices(self.lengths, self.group, generator=generator))
+
+    class GroupedSFTTrainer(SFTTrainer):
+        def _get_train_sampler(self, train_dataset=None):
+            import pyarrow.compute as pc
+
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            # lengths from the Arrow column: no Python list of every row's token ids
+            lengths = pc.list_value_length(dataset.with_format("arrow")["input_ids"]).to_pylist()
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            group = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return LengthGrouped(lengths, group, seed, self.state)
+
+    return GroupedSFTTrainer
+
+
 def _group_by_length(cfg) -> bool:
     """Batch rows of like length together unless told: with padded batches every row is padded to
     the longest of its batch, and reasoning traces vary tenfold in length. Packing has no padding
@@ -228,7 +274,7 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
     import torch
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     hf_logging.disable_progress_bar()
     # transformers 5.2x renamed gradient_checkpointing; TRL still uses the old name internally.
@@ -273,8 +319,8 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
             lora_dropout=cfg.lora_dropout,
             target_modules=targets if isinstance(targets, str) else list(targets),
             task_type="CAUSAL_LM",
+            revision=kwargs.get("revision"),  # recorded in adapter_config.json: a merge or eval loads this base
         )
-    grouped = _group_by_length(cfg)
     settings = dict(
         output_dir=str(stage / "checkpoints"),
         per_device_train_batch_size=cfg.batch_size,
@@ -301,7 +347,7 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
         # reentrant checkpointing loses the gradient when only LoRA adapters train (frozen inputs)
         gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
         packing=cfg.packing,  # TRL's default strategy (bfd) is padding-free: one flat row per batch
-        train_sampling_strategy="group_by_length" if grouped else "random",
+        train_sampling_strategy="group_by_length" if _group_by_length(cfg) else "random",
         use_liger_kernel=liger,
         bf16=dtype == torch.bfloat16,  # never bf16 on a CPU: TrainingArguments refuses it there
         fp16=False,
@@ -310,7 +356,8 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
     )
     settings.update(_trl_extra(cfg.trl))  # the recipe's own SFTConfig arguments win
     args = SFTConfig(**settings)
-    trainer = SFTTrainer(
+    grouped = args.train_sampling_strategy == "group_by_length"  # train.trl may have said otherwise
+    trainer = _sft_trainer(grouped)(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
     )
     counts = _supervised_counts(trainer.train_dataset)
@@ -412,17 +459,16 @@ def _merge(stage: Path, student, model=None, max_length: int | None = None) -> N
     if not (stage / "adapter_config.json").is_file():
         console.print("train: full fine-tuning already wrote plain weights; nothing to merge")
         return
-    from peft import AutoPeftModelForCausalLM, PeftModel
+    from peft import PeftModel
 
     if model is None:
+        from transformers import AutoModelForCausalLM
+
+        # the base as the card names it (its pinned revision, and the RoPE settings it trained
+        # with, which the adapter does not record)
         path, kwargs = models.load_args(student)
         rope = rope_overrides(path, kwargs, student, max_length or student.max_length)
-        if rope:  # the adapter records only its base model: lay the card's RoPE settings over it again
-            from transformers import AutoModelForCausalLM
-
-            model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(path, **kwargs, **rope), str(stage))
-        else:
-            model = AutoPeftModelForCausalLM.from_pretrained(str(stage))
+        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(path, **kwargs, **rope), str(stage))
     model.merge_and_unload().save_pretrained(str(merged))
     from transformers import AutoTokenizer, GenerationConfig
 

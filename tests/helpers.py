@@ -92,3 +92,19 @@ def write_traces(folder: Path, shards: list[list[dict]]) -> Path:
     for i, rows in enumerate(shards):
         write_table(folder / shard_name(i), schema.table(rows, schema.TRACE))
     return folder
+
+
+def write_filtered_varied(folder: Path, count: int) -> Path:
+    """A filter stage's output (`folder`/data) of `count` conversations whose reasoning runs from
+    1 to 60 sums long, in a scrambled order: batches drawn at random are mostly padding."""
+    from distill import schema, shards
+
+    rows = []
+    for i in range(count):
+        steps = " ".join(f"{k} + {k} = {2 * k}." for k in range(1 + (i * 23) % 60))
+        convo = [{"role": "user", "content": f"Problem {i}"},
+                 {"role": "assistant", "content": f"<think>\n{steps}\n</think>\n\n\\boxed{{{i}}}"}]
+        rows.append({"id": f"p{i}", "problem": convo[0]["content"], "sample_idx": 0,
+                     "completion": convo[1]["content"], "messages": convo})
+    shards.write_table(folder / shards.DATA / shards.shard_name(0), schema.table(rows, schema.FILTERED))
+    return folder

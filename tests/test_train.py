@@ -165,26 +165,30 @@ train.run_train(load_recipe(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[2]))
 """
 
 
-@pytest.mark.parametrize("batch_size,save_steps,checkpoint", [
-    (1, 2, 4),  # batches of one row drawn at random; the checkpoint ends an epoch
-    (2, 3, 3),  # batches grouped by length (the default for batch_size > 1); the checkpoint is mid-epoch
+@pytest.mark.parametrize("batch_size,rows,steps,save_steps,kill_at,checkpoint", [
+    (1, 4, 8, 2, 5, 4),  # batches of one row drawn at random; the checkpoint ends an epoch
+    # batches grouped by length (the default for batch_size > 1), 6 to an epoch: the checkpoint at
+    # step 8 is inside the second epoch, whose order must come back, and a third epoch follows
+    (2, 12, 16, 4, 9, 8),
 ])
-def test_kill_9_mid_training_then_resume_continues_with_the_same_data_order(tiny_recipe, filtered_run, tmp_path,
-                                                                            batch_size, save_steps, checkpoint):
+def test_kill_9_mid_training_then_resume_continues_with_the_same_data_order(
+        tiny_recipe, filtered_run, tmp_path, batch_size, rows, steps, save_steps, kill_at, checkpoint):
     import shutil
     import subprocess
     import sys
 
-    from helpers import ROOT
+    from helpers import ROOT, write_filtered_varied
 
-    recipe_path = tiny_recipe(train={"max_steps": 8, "batch_size": batch_size, "save_steps": save_steps,
-                                     "logging_steps": 1})
+    if rows != 4:  # rows of many lengths, so that another order gives other losses
+        filtered_run = write_filtered_varied(tmp_path / "varied" / "filtered", rows).parent
+    recipe_path = tiny_recipe(train={"max_steps": steps, "batch_size": batch_size, "save_steps": save_steps,
+                                     "logging_steps": 1, "max_length": 1024})
     recipe = load_recipe(str(recipe_path))
     clean_run = tmp_path / "clean"
     shutil.copytree(filtered_run, clean_run)
     clean = run_train(recipe, clean_run, clean_run)
     assert clean["group_by_length"] is (batch_size > 1)
-    killed = subprocess.run([sys.executable, "-c", KILL_AT_STEP, str(recipe_path), str(filtered_run), "5",
+    killed = subprocess.run([sys.executable, "-c", KILL_AT_STEP, str(recipe_path), str(filtered_run), str(kill_at),
                              str(checkpoint)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert killed.returncode == -9, killed.stderr[-2000:]
     stage = filtered_run / "student"
@@ -198,7 +202,7 @@ def test_kill_9_mid_training_then_resume_continues_with_the_same_data_order(tiny
     assert f"resuming from checkpoint-{checkpoint}" in result.stdout
     resumed = json.loads((stage / "train_summary.json").read_text())
     losses = lambda run: [e["loss"] for e in json.loads((run / "student" / "train_log.json").read_text()) if "loss" in e]
-    assert resumed["steps"] == clean["steps"] == 8
+    assert resumed["steps"] == clean["steps"] == steps
     # the steps after the checkpoint: the same batches, so the same losses
     assert losses(filtered_run)[checkpoint:] == pytest.approx(losses(clean_run)[checkpoint:], rel=1e-5)
     from safetensors.torch import load_file

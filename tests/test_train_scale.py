@@ -7,7 +7,7 @@ import json
 import sys
 
 import pytest
-from helpers import ROOT, run_cli, trace, write_traces
+from helpers import ROOT, run_cli, trace, write_filtered_varied, write_traces
 
 from distill.config import TrainConfig
 from distill.errors import ConfigError
@@ -82,19 +82,9 @@ def test_padding_is_counted_without_packing(tiny_recipe, filtered_run):
 
 
 def test_rows_of_like_length_share_batches_unless_packing(tiny_recipe, tmp_path):
-    """By default each batch holds rows of like length (transformers' LengthGroupedSampler): one
+    """By default each batch holds rows of like length (transformers' length-grouped order): one
     epoch trains the same tokens as batches drawn at random, with fewer pad tokens."""
-    from distill import schema, shards
-
-    rows = []
-    for i in range(32):  # reasoning from 1 to 60 sums long, in a scrambled order
-        steps = " ".join(f"{k} + {k} = {2 * k}." for k in range(1 + (i * 23) % 60))
-        convo = [{"role": "user", "content": f"Problem {i}"},
-                 {"role": "assistant", "content": f"<think>\n{steps}\n</think>\n\n\\boxed{{{i}}}"}]
-        rows.append({"id": f"p{i}", "problem": convo[0]["content"], "sample_idx": 0,
-                     "completion": convo[1]["content"], "messages": convo})
-    data = tmp_path / "filtered"
-    shards.write_table(data / shards.DATA / shards.shard_name(0), schema.table(rows, schema.FILTERED))
+    data = write_filtered_varied(tmp_path / "filtered", 32)
     one_epoch = ["train.max_steps=-1", "train.batch_size=2", "train.max_length=2048"]
     recipe = tiny_recipe()
     grouped = run_train(load_recipe(str(recipe), one_epoch), data, tmp_path / "grouped")
@@ -228,10 +218,12 @@ def test_accelerate_cli_errors_are_one_line(tiny_recipe, filtered_run):
         assert message in result.stderr
 
 
-def test_ddp_on_two_cpu_processes(tiny_recipe, filtered_run):
+@pytest.mark.parametrize("batch_size,epochs", [(1, [0.5, 1.0]), (2, [1.0, 2.0])])
+def test_ddp_on_two_cpu_processes(tiny_recipe, filtered_run, batch_size, epochs):
     """A real `--accelerate ddp --num-processes 2` run on the CPU (gloo): both processes train,
-    rank 0 alone writes the student, the summary and the plot."""
-    recipe = tiny_recipe(train={"max_steps": 2, "batch_size": 1, "gradient_checkpointing": False})
+    rank 0 alone writes the student, the summary and the plot; with batch_size 2, batches grouped
+    by length."""
+    recipe = tiny_recipe(train={"max_steps": 2, "batch_size": batch_size, "gradient_checkpointing": False})
     result = run_cli("train", "-r", recipe, "--data", filtered_run, "--out", filtered_run,
                      "--accelerate", "ddp", "--num-processes", "2",
                      env={"OMP_NUM_THREADS": "1", "MASTER_PORT": "29517"}, timeout=900)
@@ -243,8 +235,8 @@ def test_ddp_on_two_cpu_processes(tiny_recipe, filtered_run):
     assert summary["steps"] == 2 and (student / "adapter_model.safetensors").is_file()
     assert (student / "loss.png").is_file()
     log = [e for e in json.loads((student / "train_log.json").read_text()) if "loss" in e]
-    # two processes, batch 1 each: the 4 rows are 2 steps of 2, one epoch (1 row each: 4 steps, 1.0 at step 4)
-    assert [e["epoch"] for e in log] == [0.5, 1.0]
+    # two processes: with batch 1 each the 4 rows are 2 steps of 2, one epoch; with batch 2, one step
+    assert [e["epoch"] for e in log] == epochs and summary["group_by_length"] is (batch_size > 1)
 
 
 # ---------------------------------------------------------------- reporters and the hub

@@ -144,12 +144,15 @@ def _sft_trainer(grouped: bool):
     if not grouped:
         return SFTTrainer
 
+    import datasets
     import torch
     from transformers.trainer_pt_utils import get_length_grouped_indices
 
     class LengthGrouped(torch.utils.data.Sampler):
-        def __init__(self, lengths: list[int], group: int, seed: int, state) -> None:
-            self.lengths, self.group, self.seed, self.state = lengths, group, seed, state
+        def __init__(self, lengths: list[int], group: int, seed: int, trainer) -> None:
+            # the trainer, not its state: training replaces trainer.state (fresh, or loaded from
+            # the checkpoint) after the sampler is made
+            self.lengths, self.group, self.seed, self.trainer = lengths, group, seed, trainer
 
         def __len__(self) -> int:
             return len(self.lengths)
@@ -157,7 +160,8 @@ def _sft_trainer(grouped: bool):
         def __iter__(self):
             # state.epoch is a whole number when an epoch starts, and epoch + done/steps when a
             # run resumes inside one
-            epoch = math.floor(self.state.epoch + 1e-9) if self.state.epoch else 0
+            done = self.trainer.state.epoch
+            epoch = math.floor(done + 1e-9) if done else 0
             generator = torch.Generator().manual_seed(self.seed + epoch)
             return iter(get_length_grouped_indices(self.lengths, self.group, generator=generator))
 
@@ -166,11 +170,13 @@ def _sft_trainer(grouped: bool):
             import pyarrow.compute as pc
 
             dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if not isinstance(dataset, datasets.Dataset):  # streamed rows: no lengths to group by
+                return super()._get_train_sampler(train_dataset)
             # lengths from the Arrow column: no Python list of every row's token ids
             lengths = pc.list_value_length(dataset.with_format("arrow")["input_ids"]).to_pylist()
             seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
             group = self.args.train_batch_size * self.args.gradient_accumulation_steps
-            return LengthGrouped(lengths, group, seed, self.state)
+            return LengthGrouped(lengths, group, seed, self)
 
     return GroupedSFTTrainer
 

@@ -99,6 +99,30 @@ def test_rows_of_like_length_share_batches_unless_packing(tiny_recipe, tmp_path)
     assert packed["group_by_length"] is False and packed["padding_waste"] == 0.0
 
 
+def test_grouped_batches_are_reshuffled_each_epoch_from_the_seed(tiny_recipe, tmp_path, monkeypatch):
+    """Each epoch's order is transformers' length grouping drawn from (seed + epoch): another
+    order every epoch, and the same one again on a resume or on another process."""
+    import torch
+    from transformers import trainer_pt_utils
+
+    group = trainer_pt_utils.get_length_grouped_indices
+    drawn = []
+
+    def recording(lengths, batch_size, mega_batch_mult=None, generator=None):
+        drawn.append((list(lengths), batch_size, group(lengths, batch_size, mega_batch_mult, generator)))
+        return drawn[-1][2]
+
+    monkeypatch.setattr(trainer_pt_utils, "get_length_grouped_indices", recording)
+    data = write_filtered_varied(tmp_path / "filtered", 12)
+    summary = run_train(load_recipe(str(tiny_recipe()), ["train.max_steps=-1", "train.epochs=3", "train.batch_size=2",
+                                                         "train.max_length=1024"]), data, tmp_path / "out")
+    assert summary["group_by_length"] is True and summary["steps"] == 18
+    assert len(drawn) == 3 and len({tuple(order) for _, _, order in drawn}) == 3  # a new order each epoch
+    for epoch, (lengths, batch, order) in enumerate(drawn):
+        assert sorted(order) == list(range(12)) and batch == 2
+        assert order == group(lengths, batch, generator=torch.Generator().manual_seed(42 + epoch))
+
+
 def test_gradient_checkpointing_trains_lora(tiny_recipe, filtered_run):
     """Non-reentrant checkpointing: the LoRA B matrices (zero at start) receive gradients."""
     from safetensors.torch import load_file

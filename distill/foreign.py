@@ -282,11 +282,14 @@ def _order(raw: dict, train: dict, names: dict, source: str) -> set[str]:
     4's group_by_length, 5's train_sampling_strategy); read as it is, it keeps its order, where
     distill's own recipes group rows by length unless told not to. Returns the keys it consumed
     (a strategy other than length groups goes on to TRL as written)."""
-    strategy, legacy = raw.get("train_sampling_strategy"), raw.get("group_by_length", False)
+    strategy, legacy = raw.get("train_sampling_strategy"), raw.get("group_by_length") or False
     if not isinstance(legacy, bool):
         raise ConfigError(f"{source}: group_by_length: {legacy!r} must be true or false")
     if strategy is not None and strategy not in _SAMPLING:
         raise ConfigError(f"{source}: train_sampling_strategy: {strategy!r} must be one of {', '.join(_SAMPLING)}")
+    if legacy and strategy not in (None, "group_by_length"):
+        raise ConfigError(f"{source}: group_by_length: true and train_sampling_strategy: {strategy} disagree; "
+                          "keep one of them")
     train["group_by_length"] = legacy or strategy == "group_by_length"
     names["train.group_by_length"] = "train_sampling_strategy" if strategy is not None else "group_by_length"
     return {"group_by_length"} | ({"train_sampling_strategy"} if strategy == "group_by_length" else set())

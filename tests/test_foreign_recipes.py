@@ -294,7 +294,8 @@ def test_other_sampling_strategies_go_to_trl_and_bad_ones_are_one_line(tmp_path)
     t = load_recipe(str(_write(tmp_path, "s.yaml", "model_name_or_path: m\ntrain_sampling_strategy: sequential\n"))).train
     assert t.group_by_length is False and t.trl == {"train_sampling_strategy": "sequential"}
     for text, message in (("train_sampling_strategy: bogus", "must be one of random, sequential"),
-                          ("group_by_length: 'false'", "group_by_length: 'false' must be true or false")):
+                          ("group_by_length: 'false'", "group_by_length: 'false' must be true or false"),
+                          ("group_by_length: true\ntrain_sampling_strategy: sequential", "disagree; keep one")):
         with pytest.raises(ConfigError, match=message):
             load_recipe(str(_write(tmp_path, "b.yaml", "model_name_or_path: m\n" + text + "\n")))
 

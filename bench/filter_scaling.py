@@ -45,14 +45,6 @@ def machine_cpu_seconds() -> float:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
-def process_cpu_seconds() -> float:
-    """CPU time of this process (the filter process: reading, handing out rows, verdicts, writing)."""
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _plain_copy(rows: list[dict], queue) -> None:
     logging.getLogger("math_verify").setLevel(logging.CRITICAL)
     seconds, _ = fm.plain_loop(rows)
@@ -96,10 +88,10 @@ def main() -> None:
         t_plain, _ = fm.plain_loop(rows[: args.baseline_rows])
         plain_rate = min(args.rows, args.baseline_rows) / t_plain
         for workers in counts:
-            cpu, own = machine_cpu_seconds(), process_cpu_seconds()
+            cpu, own = machine_cpu_seconds(), fm._cpu_seconds(os.getpid())
             seconds, kept = fm.ours(Path(tmp) / "traces", Path(tmp) / f"run-{workers}", workers,
                                     "noop" if args.ceiling else "math")
-            cpu, own = machine_cpu_seconds() - cpu, process_cpu_seconds() - own
+            cpu, own = machine_cpu_seconds() - cpu, fm._cpu_seconds(os.getpid()) - own
             agree = sum((r["id"] in kept) == r["label"] for r in rows)
             rate = len(rows) / seconds
             results.append({"workers": workers, "seconds": round(seconds, 2), "rows_per_s": round(rate, 1),

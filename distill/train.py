@@ -160,8 +160,7 @@ def _sft_trainer(grouped: bool):
         def __iter__(self):
             # state.epoch is a whole number when an epoch starts, and epoch + done/steps when a
             # run resumes inside one
-            done = self.trainer.state.epoch
-            epoch = math.floor(done + 1e-9) if done else 0
+            epoch = math.floor((self.trainer.state.epoch or 0) + 1e-9)
             generator = torch.Generator().manual_seed(self.seed + epoch)
             return iter(get_length_grouped_indices(self.lengths, self.group, generator=generator))
 

@@ -195,6 +195,20 @@ def _id(layout_name: str, problem: published.Problem, seen: Counter) -> str:
     return base if seen[base] == 1 else f"{base}~{seen[base]}"
 
 
+def _teacher(value: str) -> str:
+    """--teacher: a teacher card (bundled name or .yaml path) is recorded as `distill generate`
+    records it (model@revision); any other text as it is."""
+    from . import cards
+
+    if value in cards.names("teachers") or value.endswith((".yaml", ".yml")):
+        from .config import TeacherCard
+        from .models import describe
+        from .recipes import load_card
+
+        return describe(load_card(TeacherCard, value))
+    return value
+
+
 def _gen_config(layout_name: str, dataset: str, system: str | None) -> str:
     config: dict = {"published": layout_name, "dataset": dataset}
     if system:  # the filter builds the student's prompt from this: the dataset's own system turn
@@ -237,7 +251,7 @@ def convert_published(path: str, out: Path, fmt: str | None, columns_spec: str |
     name, lay = choose_layout(fmt, columns_spec, sources[0][0], sources[0][1])
     for where, cols in sources:  # every file has the layout's columns before anything is written
         check_columns(name, lay, where, cols)
-    teacher_name = teacher or (lay.teacher if name != "columns" else "unknown")
+    teacher_name = _teacher(teacher) if teacher else (lay.teacher if name != "columns" else "unknown")
     dataset_name = lay.hub if name != "columns" else inp.name
     settings = {
         "format": name,

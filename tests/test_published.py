@@ -287,6 +287,12 @@ def test_rerun_resumes_and_refuses_other_settings(tmp_path):
     other = invoke("filter", source, "--format", "openr1-math", "--teacher", "someone", "--out", run)
     assert other.exit_code == 2 and "converted with teacher=" in other.output
     assert len(other.output.strip().splitlines()) == 1
+    # --teacher names a teacher card: recorded as generate records it
+    card = invoke("filter", source, "--format", "openr1-math", "--teacher", "deepseek-r1", "--out", tmp_path / "r2",
+                  "--set", "filter.verifiers=[format]")
+    assert card.exit_code == 0, card.output
+    teachers = pq.ParquetDataset(tmp_path / "r2" / "traces" / "data").read().column("teacher").to_pylist()
+    assert set(teachers) == {"deepseek-ai/DeepSeek-R1@main"}
 
 
 def test_bad_input_is_one_line(tmp_path):

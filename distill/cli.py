@@ -129,7 +129,7 @@ def filter_(
     rank: RankOpt = 0,
     world_size: WorldOpt = 1,
     fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="IN is a published trace dataset in this layout: "
-                   "openr1-math, openthoughts, bespoke-stratos, s1k-1.1, limo, numina-cot or auto; converted into "
+                   "openr1-math, openthoughts(-metadata), bespoke-stratos, s1k(-1.1), limo, numina-cot or auto; converted into "
                    "OUT/traces first (docs/published-traces.md).")] = None,
     columns: Annotated[Optional[str], typer.Option("--columns", help="IN's columns for another layout: "
                        "problem=COL,answer=COL,reasoning=COL,response=COL (or completion=COL).")] = None,

@@ -150,8 +150,8 @@ def choose_layout(fmt: str | None, columns_spec: str | None, where: str, columns
     if fmt == "auto":
         found = published.detect(columns)
         if not found:
-            raise UserError(f"{where}: matches no published trace layout ({published.describe()}); it has "
-                            f"{_shown(columns)}; map its columns with --columns problem=COL,response=COL,…")
+            raise UserError(f"{where}: matches no published trace layout (has {_shown(columns)[8:]}); map its "
+                            "columns with --columns problem=COL,response=COL,… (docs/published-traces.md)")
         top = [n for n in found if published.LAYOUTS[n].needs == published.LAYOUTS[found[0]].needs]
         if len(top) > 1:  # one layout published under several names (OpenThoughts, Bespoke-Stratos)
             raise ConfigError(f"{where}: the {' / '.join(top)} layout; name the dataset with "
@@ -306,7 +306,7 @@ def convert_published(path: str, out: Path, fmt: str | None, columns_spec: str |
         gen_config = _gen_config(name, dataset_name, problem.system)
         for i, sample in usable:
             rows.append({"id": pid, "problem": problem.problem, "answer": problem.answer, "source": source,
-                         "domain": problem.domain, "choices": None, "tests": None, "sample_idx": i,
+                         "domain": problem.domain, "choices": None, "tests": problem.tests, "sample_idx": i,
                          "teacher": teacher_name, "completion": sample.completion,
                          "finish_reason": sample.finish_reason, "prompt_tokens": None, "completion_tokens": None,
                          "gen_config": gen_config})

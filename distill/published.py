@@ -47,6 +47,7 @@ class Problem:
     domain: str = "math"
     system: str | None = None  # the system prompt the dataset pairs with the problem
     verdicts: tuple[bool | None, ...] = ()  # the dataset's own per-sample correctness, when recorded
+    tests: str | None = None  # code tests as the code verifier reads them (JSON), when the dataset has them
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,40 @@ layout("bespoke-stratos", ("system", "conversations"), teacher="deepseek-ai/Deep
        notes="the OpenThoughts layout; only the default teacher differs in name")(_stratos)
 
 
+def _code_tests(test_cases) -> str | None:
+    """OpenThoughts' `test_cases` (JSON text) as the code verifier's tests: stdin/stdout pairs
+    only; a call-based problem (`fn_name`) has no tests the verifier can run."""
+    import json
+
+    try:
+        spec = json.loads(test_cases) if isinstance(test_cases, str) else None
+    except ValueError:
+        return None
+    if not isinstance(spec, dict) or spec.get("fn_name") or not spec.get("inputs") or not spec.get("outputs"):
+        return None
+    return json.dumps({"inputs": spec["inputs"], "outputs": spec["outputs"]})
+
+
+@layout("openthoughts-metadata", ("problem", "deepseek_reasoning", "deepseek_solution", "ground_truth_solution",
+                                  "domain"),
+        teacher="deepseek-ai/DeepSeek-R1", hub="open-thoughts/OpenThoughts-114k (config metadata)",
+        gold="math: the last \\boxed{} of `ground_truth_solution`; code: `test_cases` (stdin/stdout) as tests",
+        notes="the same traces as `openthoughts`, with the problem, the reasoning and the solution apart; "
+              "science and puzzle rows are domain other")
+def openthoughts_metadata(row: dict) -> Problem:
+    reasoning, solution = row.get("deepseek_reasoning"), row.get("deepseek_solution")
+    usable = isinstance(solution, str) and solution.strip() and isinstance(reasoning, str) and reasoning.strip()
+    domain = row.get("domain")
+    return Problem(
+        problem=text(row, "problem"),
+        answer=boxed_answer(optional_text(row.get("ground_truth_solution"))) if domain == "math" else None,
+        samples=(Sample(think(reasoning, solution)) if usable else None,),
+        source=optional_text(row.get("source")),
+        domain=domain if domain in ("math", "code") else "other",
+        tests=_code_tests(row.get("test_cases")) if domain == "code" else None,
+    )
+
+
 def _short_gold(solution: str | None) -> str | None:
     """s1K's `solution` is a bare answer for some problems and a worked solution for others: the
     last \\boxed{} of a solution, else a one-line answer, else none (the math verifier then
@@ -235,6 +270,24 @@ def s1k(row: dict) -> Problem:
         source=optional_text(row.get("source_type")),
         domain="math" if row.get("cot_type") == "math" else "other",
         verdicts=(grade == "Yes",) if grade in ("Yes", "No") else (),
+    )
+
+
+@layout("s1k", ("question", "thinking_trajectories", "attempt"), teacher="gemini-2.0-flash-thinking-exp",
+        hub="simplescaling/s1K", gold="as s1k-1.1", notes="s1K 1.0: `thinking_trajectories` is a list joined "
+        "into one reasoning (as s1's tokenization joins it), `attempt` the response")
+def s1k_v1(row: dict) -> Problem:
+    parts, attempt = row.get("thinking_trajectories"), row.get("attempt")
+    if isinstance(parts, str):
+        parts = [parts]
+    usable = (isinstance(parts, (list, tuple)) and all(isinstance(p, str) for p in parts)
+              and "".join(parts).strip() and isinstance(attempt, str) and attempt.strip())
+    return Problem(
+        problem=text(row, "question"),
+        answer=_short_gold(row.get("solution")),
+        samples=(Sample(think("\n".join(parts), attempt)) if usable else None,),
+        source=optional_text(row.get("source_type")),
+        domain="math" if row.get("cot_type") == "math" else "other",
     )
 
 
@@ -358,11 +411,6 @@ class ColumnsLayout:
             return None
         return Sample(think(reasoning if (reasoning or "").strip() else None, response) if "reasoning" in v
                       else response, reason)
-
-
-def describe() -> str:
-    """One line per layout, for messages."""
-    return ", ".join(LAYOUTS)
 
 
 def names_for_help() -> str:

@@ -91,6 +91,42 @@ def write_sharegpt(path: Path, jsonl: bool = False) -> Path:
     return path
 
 
+OT_META = ["problem", "deepseek_reasoning", "deepseek_solution", "ground_truth_solution", "domain", "source",
+           "test_cases", "starter_code"]
+
+
+def write_openthoughts_metadata(path: Path) -> Path:
+    def row(problem, reasoning, solution, truth, domain, tests=None):
+        return {"problem": problem, "deepseek_reasoning": reasoning, "deepseek_solution": solution,
+                "ground_truth_solution": truth, "domain": domain, "source": f"made-up-{domain}",
+                "test_cases": json.dumps(tests) if tests is not None else None, "starter_code": ""}
+
+    add = "```python\na, b = map(int, input().split())\nprint(a + b)\n```"
+    rows = [
+        row("What is 9 + 9?", "Nine and nine.", f"It is {BOX}{{18}}.", f"9 + 9 = {BOX}{{18}}", "math"),
+        row("Read two integers and print their sum.", "Read, add, print.", add, None, "code",
+            {"inputs": ["1 2\n", "5 7\n"], "outputs": ["3\n", "12\n"]}),
+        row("Return the sum of a list.", "Use sum.", "```python\ndef total(xs):\n    return sum(xs)\n```", None,
+            "code", {"fn_name": "total", "inputs": [[[1, 2]]], "outputs": [3]}),
+        row("Which weighs more, a kilo of feathers or a kilo of lead?", "Both are a kilo.", "Neither.", None, "puzzle"),
+    ]
+    pq.write_table(pa.Table.from_pylist(rows, pa.schema([(c, pa.string()) for c in OT_META])), path)
+    return path
+
+
+def write_s1k_v1(path: Path) -> Path:
+    rows = [{"solution": "21", "question": "What is 3 times 7?", "cot_type": "math", "source_type": "made/up",
+             "metadata": "{}", "cot": None, "thinking_trajectories": ["3 times 7", "is 21"],
+             "attempt": f"{BOX}{{21}}"},
+            {"solution": "8", "question": "What is 2 cubed?", "cot_type": "math", "source_type": "made/up",
+             "metadata": "{}", "cot": None, "thinking_trajectories": ["2 * 2 * 2 = 6"], "attempt": f"{BOX}{{6}}"}]
+    schema = pa.schema([("solution", pa.string()), ("question", pa.string()), ("cot_type", pa.string()),
+                        ("source_type", pa.string()), ("metadata", pa.string()), ("cot", pa.null()),
+                        ("thinking_trajectories", pa.list_(pa.string())), ("attempt", pa.string())])
+    pq.write_table(pa.Table.from_pylist(rows, schema), path)
+    return path
+
+
 S1K_COLUMNS = ["solution", "question", "cot_type", "source_type", "metadata", "gemini_thinking_trajectory",
                "gemini_attempt", "deepseek_thinking_trajectory", "deepseek_attempt", "gemini_grade",
                "gemini_grade_reason", "deepseek_grade", "deepseek_grade_reason"]
@@ -151,6 +187,9 @@ CASES = {
                      "no usable sample"),
     "bespoke-stratos": (lambda p: write_sharegpt(p, jsonl=True), "bespoke.jsonl", {"kept": 2, "think_unclosed": 1},
                         "no usable sample"),
+    "openthoughts-metadata": (write_openthoughts_metadata, "metadata-train-00000.parquet",
+                              {"kept": 3, "no_tests": 1}, None),
+    "s1k": (write_s1k_v1, "train-00000-of-00001.parquet", {"kept": 1, "wrong_answer": 1}, None),
     "s1k-1.1": (write_s1k, "train-00000-of-00001.parquet", {"kept": 3, "no_gold": 1}, None),
     "limo": (write_limo, "limo.jsonl", {"kept": 1, "wrong_answer": 1}, "not valid JSON"),
     "numina-cot": (write_numina, "train-00000-of-00005.parquet", {"kept": 1, "duplicate": 1, "no_gold": 1}, None),
@@ -242,12 +281,21 @@ def test_rows_carry_sample_idx_teacher_answer_and_prompt(filtered):
     numina = pq.ParquetDataset(filtered["numina-cot"][0] / "traces" / "data").read().to_pylist()
     assert [r["answer"] for r in numina] == ["10", "10", None]
     assert numina[1]["id"] == numina[0]["id"] + "~2"  # a problem published twice stays two problems
+    # OpenThoughts' metadata config: stdin/stdout test_cases run by the code verifier; s1K 1.0 joins its list
+    meta = {r["problem"]: r for r in
+            pq.ParquetDataset(filtered["openthoughts-metadata"][0] / "filtered" / "data").read().to_pylist()}
+    code = meta["Read two integers and print their sum."]
+    assert code["domain"] == "code" and json.loads(code["tests"])["outputs"] == ["3\n", "12\n"]
+    assert "code" in code["verifier"] and meta["What is 9 + 9?"]["answer"] == "18"
+    s1 = pq.ParquetDataset(filtered["s1k"][0] / "traces" / "data").read().to_pylist()
+    assert s1[0]["completion"] == f"<think>\n3 times 7\nis 21\n</think>\n\n{BOX}{{21}}"
+    assert s1[0]["teacher"] == "gemini-2.0-flash-thinking-exp"
     limo = pq.ParquetDataset(filtered["limo"][0] / "filtered" / "data").read().to_pylist()
     assert limo[0]["reasoning"] is None and limo[0]["messages"][-1]["content"].endswith(f"{BOX}{{5}}")
 
 
 def test_every_layout_trains(filtered, tiny_recipe, tmp_path):
-    """The kept rows of all six layouts, in one folder, through `distill train` (the real CLI)."""
+    """The kept rows of every layout, in one folder, through `distill train` (the real CLI)."""
     data = tmp_path / "all-kept"
     total = 0
     for i, (name, (run, _)) in enumerate(sorted(filtered.items())):

@@ -388,3 +388,22 @@ def test_columns_map_reads_any_other_layout(tmp_path):
     traces = pq.ParquetDataset(run / "traces" / "data").read().to_pylist()
     assert {r["teacher"] for r in traces} == {"my-teacher"} and [r["sample_idx"] for r in traces] == [0, 1]
     assert traces[0]["completion"] == f"<think>\n2 + 5 = 7\n</think>\n\n{BOX}{{7}}" and traces[0]["source"] == "mine"
+
+
+def test_ranks_share_the_conversion_and_generated_traces_are_refused(tmp_path):
+    from helpers import trace, write_traces
+
+    source = write_numina(tmp_path / "numina.parquet")
+    run = tmp_path / "run"
+    base = ["filter", source, "--format", "numina-cot", "--out", run, "--set", "generate.shard_size=1",
+            "--set", "filter.workers=1", "--world-size", "2"]
+    first = invoke(*base, "--rank", "0")
+    assert first.exit_code == 0 and "other ranks pending" in first.output, first.output
+    second = invoke(*base, "--rank", "1")
+    assert second.exit_code == 0 and "already holds numina-cot traces" in second.output, second.output
+    assert outcome(run) == {"kept": 1, "duplicate": 1, "no_gold": 1}
+    # a run whose traces/ came from `distill generate`: not mixed with published ones
+    write_traces(tmp_path / "gen" / "traces" / "data", [[trace("a", "1", "\\boxed{1}")]])
+    shards.mark_done(tmp_path / "gen" / "traces", 0)
+    refused = invoke("filter", source, "--format", "numina-cot", "--out", tmp_path / "gen")
+    assert refused.exit_code == 2 and "holds traces that `distill generate` wrote" in refused.output

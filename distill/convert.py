@@ -141,22 +141,15 @@ def _missing(columns: list[str], needs: tuple[str, ...]) -> str | None:
     return next((c for c in needs if c not in columns), None)
 
 
-def choose_layout(fmt: str | None, columns_spec: str | None, where: str, columns: list[str]):
-    """The layout to read `where` with: named, detected (`auto`) or a columns map."""
+def named_layout(fmt: str | None, columns_spec: str | None):
+    """(name, layout) for --format NAME or --columns MAP; None for --format auto (decided on the
+    columns). Checked before any data is read or downloaded."""
     if columns_spec is not None:
         if fmt not in (None, "columns"):
             raise ConfigError(f"--format {fmt} and --columns: give one of them (--columns maps any other layout)")
         return "columns", published.ColumnsLayout.parse(columns_spec)
     if fmt == "auto":
-        found = published.detect(columns)
-        if not found:
-            raise UserError(f"{where}: matches no published trace layout (has {_shown(columns)[8:]}); map its "
-                            "columns with --columns problem=COL,response=COL,… (docs/published-traces.md)")
-        top = [n for n in found if published.LAYOUTS[n].needs == published.LAYOUTS[found[0]].needs]
-        if len(top) > 1:  # one layout published under several names (OpenThoughts, Bespoke-Stratos)
-            raise ConfigError(f"{where}: the {' / '.join(top)} layout; name the dataset with "
-                              + " or ".join(f"--format {n}" for n in top) + " (it becomes the rows' source)")
-        return found[0], published.LAYOUTS[found[0]]
+        return None
     if fmt not in published.LAYOUTS:
         import difflib
 
@@ -164,6 +157,19 @@ def choose_layout(fmt: str | None, columns_spec: str | None, where: str, columns
         hint = f"did you mean '{close[0]}'? " if close else ""
         raise ConfigError(f"--format: unknown layout '{fmt}' ({hint}known: {published.names_for_help()})")
     return fmt, published.LAYOUTS[fmt]
+
+
+def detect_layout(where: str, columns: list[str]):
+    """(name, layout) for --format auto: the most specific layout whose columns are all there."""
+    found = published.detect(columns)
+    if not found:
+        raise UserError(f"{where}: matches no published trace layout (has {_shown(columns)[8:]}); map its "
+                        "columns with --columns problem=COL,response=COL,… (docs/published-traces.md)")
+    top = [n for n in found if published.LAYOUTS[n].needs == published.LAYOUTS[found[0]].needs]
+    if len(top) > 1:  # one layout published under several names (OpenThoughts, Bespoke-Stratos)
+        raise ConfigError(f"{where}: the {' / '.join(top)} layout; name the dataset with "
+                          + " or ".join(f"--format {n}" for n in top) + " (it becomes the rows' source)")
+    return found[0], published.LAYOUTS[found[0]]
 
 
 def _shown(columns: list[str]) -> str:
@@ -244,11 +250,12 @@ class _Tally:
 def convert_published(path: str, out: Path, fmt: str | None, columns_spec: str | None, teacher: str | None,
                       subset: str | None, split: str | None, shard_size: int, limit: int | None) -> Path:
     """Write the published dataset at `path` as trace shards in `out/traces`; return that folder."""
+    chosen = named_layout(fmt, columns_spec)
     inp = resolve_input(str(path), subset, split)
     dataset = _load_hub(inp) if inp.hub is not None else None
     sources = [(inp.hub, list(dataset.column_names))] if dataset is not None else \
               [(str(f), file_columns(f)) for f in inp.files]
-    name, lay = choose_layout(fmt, columns_spec, sources[0][0], sources[0][1])
+    name, lay = chosen or detect_layout(*sources[0])
     for where, cols in sources:  # every file has the layout's columns before anything is written
         check_columns(name, lay, where, cols)
     teacher_name = _teacher(teacher) if teacher else (lay.teacher if name != "columns" else "unknown")
@@ -294,10 +301,10 @@ def convert_published(path: str, out: Path, fmt: str | None, columns_spec: str |
             tally.skip_row(str(e), where, number)
             continue
         usable = [(i, s) for i, s in enumerate(problem.samples) if s is not None]
-        tally.samples += len(problem.samples) - len(usable)
         if not usable:
             tally.skip_row("no usable sample", where, number)
             continue
+        tally.samples += len(problem.samples) - len(usable)  # the row stays; these samples go
         for v in problem.verdicts:
             tally.verdicts["correct" if v else "incorrect" if v is not None else "unknown"] += 1
         pid = _id(name, problem, seen)
@@ -324,7 +331,7 @@ def convert_published(path: str, out: Path, fmt: str | None, columns_spec: str |
     _finish(stage, settings, index, problems, written, tally, dataset_name)
     console.print(f"convert: {plural(problems, 'problem')}, {plural(written['rows'], 'sample')} in "
                   f"{plural(index, 'shard')} ({written['shards']} written now)")
-    if name != "columns" and lay.gold.startswith("none"):  # said before filtering, not only after
+    if name != "columns" and not lay.has_gold:  # said before filtering, not only after
         console.print(f"  note: {name} has no gold answers: no answer verifier checks these rows "
                       "(see docs/published-traces.md)")
     return stage

@@ -57,8 +57,12 @@ class Layout:
     teacher: str  # the model that wrote the traces, as the dataset card says
     hub: str  # the published dataset this layout is named after
     convert: Callable[[dict], Problem]
-    gold: str  # where the gold answer comes from, for the docs and --help
+    gold: str  # where the gold answer comes from ("none …" when the dataset has none)
     notes: str = ""
+
+    @property
+    def has_gold(self) -> bool:
+        return not self.gold.startswith("none")
 
 
 LAYOUTS: dict[str, Layout] = {}

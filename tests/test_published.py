@@ -407,3 +407,32 @@ def test_ranks_share_the_conversion_and_generated_traces_are_refused(tmp_path):
     shards.mark_done(tmp_path / "gen" / "traces", 0)
     refused = invoke("filter", source, "--format", "numina-cot", "--out", tmp_path / "gen")
     assert refused.exit_code == 2 and "holds traces that `distill generate` wrote" in refused.output
+
+
+def test_hub_id_and_json_array(tmp_path, monkeypatch):
+    """A hub id goes through datasets.load_dataset (replaced here by an in-memory Dataset: no hub in
+    tests) with the subset and split given; a .json file holding one array is read too."""
+    import datasets
+
+    rows = [{"question": "What is 4 + 4?", "solution": f"Four and four. {BOX}{{8}}", "answer": "8"}]
+    asked = []
+
+    def load_dataset(path, name=None, split=None, **kwargs):
+        asked.append((path, name, split))
+        return datasets.Dataset.from_list(rows)
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    result = invoke("filter", "GAIR/LIMO", "--format", "limo", "--split", "train", "--out", tmp_path / "hub",
+                    "--set", "filter.workers=1")
+    assert result.exit_code == 0, result.output
+    assert asked == [("GAIR/LIMO", None, "train")] and outcome(tmp_path / "hub") == {"kept": 1}
+    manifest = json.loads((tmp_path / "hub" / "traces" / "manifest.json").read_text())
+    assert manifest["input"] == {"hub": "GAIR/LIMO", "subset": None, "split": "train"}
+
+    array = tmp_path / "limo.json"
+    array.write_text(json.dumps(rows * 2))
+    result = invoke("filter", array, "--format", "auto", "--out", tmp_path / "json", "--set", "filter.workers=1")
+    assert result.exit_code == 0, result.output
+    assert outcome(tmp_path / "json") == {"kept": 1, "duplicate": 1}
+    local = invoke("filter", array, "--format", "limo", "--subset", "x", "--out", tmp_path / "bad")
+    assert local.exit_code == 2 and "--subset and --split choose a part of a hub dataset" in local.output

@@ -375,7 +375,7 @@ class ColumnsLayout:
             samples=self._samples(row),
             key=optional_text(row.get(cols["id"])) if "id" in cols else None,
             source=optional_text(row.get(cols["source"])) if "source" in cols else None,
-            domain=domain or ("math" if answer is not None or "answer" in cols or "answer_boxed" in cols else MIXED),
+            domain=domain or ("math" if {"answer", "answer_boxed"} & set(cols) else MIXED),
             system=system,
         )
 

@@ -103,10 +103,20 @@ def _json_rows(path: Path) -> Iterator[tuple[int, dict | Exception]]:
             yield i, row if isinstance(row, dict) else ValueError("not a JSON object")
 
 
+def _parquet(path: Path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as e:
+        raise UserError(f"{path}: not a readable Parquet file ({reason(e)}); download or export it again") from None
+
+
 def file_columns(path: Path) -> list[str]:
     """The column names of one input file (a JSON file's: those of its first row)."""
     if path.suffix.lower() == ".parquet":
-        return list(shards.open_file(path).schema_arrow.names)
+        return list(_parquet(path).schema_arrow.names)
     for _, row in _json_rows(path):
         if isinstance(row, dict):
             return list(row)
@@ -123,12 +133,12 @@ def iter_rows(inp: Input, dataset=None) -> Iterator[tuple[str, int, dict | Excep
         if path.suffix.lower() == ".parquet":
             number = 0
             try:
-                for batch in shards.open_file(path).iter_batches(batch_size=64):
+                for batch in _parquet(path).iter_batches(batch_size=64):
                     for row in batch.to_pylist():
                         yield str(path), number, row
                         number += 1
-            except OSError as e:
-                raise UserError(f"{path}: damaged Parquet file ({reason(e)}); download it again") from None
+            except (OSError, ValueError) as e:  # pyarrow's errors are both
+                raise UserError(f"{path}: damaged Parquet file ({reason(e)}); download or export it again") from None
         else:
             for number, row in _json_rows(path):
                 yield str(path), number, row

@@ -361,6 +361,9 @@ def test_bad_input_is_one_line(tmp_path):
     other = tmp_path / "other.parquet"
     pq.write_table(pa.table({"text": ["hello"], "label": [1]}), other)
     cases.append((["filter", other, "--format", "auto"], 1, "matches no published trace layout"))
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(openr1.read_bytes()[:2000])  # a download cut short
+    cases.append((["filter", broken, "--format", "openr1-math"], 1, "not a readable Parquet file"))
     empty = tmp_path / "empty.jsonl"
     empty.write_text(json.dumps({"question": "q", "solution": "", "answer": "1"}) + "\n")
     cases.append((["filter", empty, "--format", "limo"], 1, "no usable rows for --format limo"))

@@ -30,6 +30,7 @@ from .ui import console, plural
 STAGE = "traces"
 SETTINGS = "_published.json"  # what the shards were converted from, and how: the resume guard
 SUFFIXES = {".parquet": "parquet", ".jsonl": "jsonl", ".json": "json"}
+METADATA = {"dataset_info.json", "dataset_infos.json", "state.json", "dataset_dict.json"}  # never rows
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -40,6 +41,7 @@ class Input:
     hub: str | None = None
     subset: str | None = None
     split: str = "train"
+    saved: Path | None = None  # a folder written by datasets' save_to_disk
 
 
 # ---------------------------------------------------------------- reading
@@ -51,8 +53,13 @@ def resolve_input(path: str, subset: str | None, split: str | None) -> Input:
         if local.suffix.lower() not in SUFFIXES:
             raise UserError(f"{local}: not a Parquet, JSONL or JSON file (give a .parquet, .jsonl or .json file)")
         files = (local,)
+    elif local.is_dir() and (local / "state.json").is_file() and (local / "dataset_info.json").is_file():
+        files = ()
+        if not (subset or split):
+            return Input(name=local.name, saved=local)
     elif local.is_dir():
         files = tuple(sorted(p for p in local.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file()
+                             and p.name not in METADATA
                              and not any(part.startswith((".", "_")) for part in p.relative_to(local).parts)))
         if not files:
             raise UserError(f"{local}: no .parquet, .jsonl or .json files in this folder")
@@ -71,6 +78,14 @@ def _load_hub(inp: Input):
     from .sources import quiet_hub
 
     quiet_hub()
+    if inp.saved is not None:
+        try:
+            loaded = datasets.load_from_disk(str(inp.saved))
+        except Exception as e:  # noqa: BLE001 - a damaged or foreign folder
+            raise UserError(f"{inp.saved}: cannot be read with datasets.load_from_disk ({reason(e)})") from None
+        if isinstance(loaded, datasets.DatasetDict):
+            raise UserError(f"{inp.saved}: holds several splits ({', '.join(loaded)}); give one split's folder")
+        return loaded
     try:
         return datasets.load_dataset(inp.hub, inp.subset, split=inp.split)
     except Exception as e:  # noqa: BLE001 - offline, gated, missing, bad split: all the same to the user
@@ -125,9 +140,9 @@ def file_columns(path: Path) -> list[str]:
 
 def iter_rows(inp: Input, dataset=None) -> Iterator[tuple[str, int, dict | Exception]]:
     """(where, row number, row) for every input row, in order."""
-    if inp.hub is not None:
+    if dataset is not None:
         for i, row in enumerate(dataset):
-            yield inp.hub, i, row
+            yield inp.hub or str(inp.saved), i, row
         return
     for path in inp.files:
         if path.suffix.lower() == ".parquet":
@@ -142,6 +157,11 @@ def iter_rows(inp: Input, dataset=None) -> Iterator[tuple[str, int, dict | Excep
         else:
             for number, row in _json_rows(path):
                 yield str(path), number, row
+
+
+def _files_of(inp: Input) -> list[Path]:
+    """The files whose names and sizes guard a resume (a saved dataset's Arrow files)."""
+    return sorted(inp.saved.rglob("*.arrow")) if inp.saved is not None else list(inp.files)
 
 
 # ---------------------------------------------------------------- choosing the layout
@@ -262,8 +282,8 @@ def convert_published(path: str, out: Path, fmt: str | None, columns_spec: str |
     """Write the published dataset at `path` as trace shards in `out/traces`; return that folder."""
     chosen = named_layout(fmt, columns_spec)
     inp = resolve_input(str(path), subset, split)
-    dataset = _load_hub(inp) if inp.hub is not None else None
-    sources = [(inp.hub, list(dataset.column_names))] if dataset is not None else \
+    dataset = _load_hub(inp) if inp.hub is not None or inp.saved is not None else None
+    sources = [(inp.hub or str(inp.saved), list(dataset.column_names))] if dataset is not None else \
               [(str(f), file_columns(f)) for f in inp.files]
     name, lay = chosen or detect_layout(*sources[0])
     for where, cols in sources:  # every file has the layout's columns before anything is written
@@ -275,7 +295,7 @@ def convert_published(path: str, out: Path, fmt: str | None, columns_spec: str |
         "columns": lay.columns if name == "columns" else None,
         "teacher": teacher_name,
         "input": ({"hub": inp.hub, "subset": inp.subset, "split": inp.split} if inp.hub is not None else
-                  [[str(f.resolve()), f.stat().st_size] for f in inp.files]),
+                  [[str(f.resolve()), f.stat().st_size] for f in _files_of(inp)]),
         "shard_size": shard_size,
         "limit": limit,
     }

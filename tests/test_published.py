@@ -412,9 +412,10 @@ def test_ranks_share_the_conversion_and_generated_traces_are_refused(tmp_path):
     assert refused.exit_code == 2 and "holds traces that `distill generate` wrote" in refused.output
 
 
-def test_hub_id_and_json_array(tmp_path, monkeypatch):
+def test_hub_id_json_array_and_saved_dataset(tmp_path, monkeypatch):
     """A hub id goes through datasets.load_dataset (replaced here by an in-memory Dataset: no hub in
-    tests) with the subset and split given; a .json file holding one array is read too."""
+    tests) with the subset and split given; a .json file holding one array and a save_to_disk
+    folder are read too."""
     import datasets
 
     rows = [{"question": "What is 4 + 4?", "solution": f"Four and four. {BOX}{{8}}", "answer": "8"}]
@@ -437,5 +438,11 @@ def test_hub_id_and_json_array(tmp_path, monkeypatch):
     result = invoke("filter", array, "--format", "auto", "--out", tmp_path / "json", "--set", "filter.workers=1")
     assert result.exit_code == 0, result.output
     assert outcome(tmp_path / "json") == {"kept": 1, "duplicate": 1}
+    # a folder written by datasets' save_to_disk (as `distill export --format hf` writes one)
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "saved"))
+    result = invoke("filter", tmp_path / "saved", "--format", "limo", "--out", tmp_path / "disk",
+                    "--set", "filter.workers=1")
+    assert result.exit_code == 0, result.output
+    assert outcome(tmp_path / "disk") == {"kept": 1}
     local = invoke("filter", array, "--format", "limo", "--subset", "x", "--out", tmp_path / "bad")
     assert local.exit_code == 2 and "--subset and --split choose a part of a hub dataset" in local.output

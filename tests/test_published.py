@@ -364,6 +364,10 @@ def test_bad_input_is_one_line(tmp_path):
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(openr1.read_bytes()[:2000])  # a download cut short
     cases.append((["filter", broken, "--format", "openr1-math"], 1, "not a readable Parquet file"))
+    # auto: an OpenR1 file also has NuminaMath-CoT's columns (problem, solution, messages); the more
+    # specific layout, first in the table, wins
+    auto = invoke("filter", openr1, "--format", "auto", "--out", tmp_path / "auto", "--set", "filter.verifiers=[format]")
+    assert auto.exit_code == 0 and "as openr1-math" in auto.output, auto.output
     empty = tmp_path / "empty.jsonl"
     empty.write_text(json.dumps({"question": "q", "solution": "", "answer": "1"}) + "\n")
     cases.append((["filter", empty, "--format", "limo"], 1, "no usable rows for --format limo"))

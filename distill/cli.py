@@ -128,9 +128,9 @@ def filter_(
     sets: SetOpt = None,
     rank: RankOpt = 0,
     world_size: WorldOpt = 1,
-    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="IN is a published trace dataset in this layout: "
-                   "openr1-math, openthoughts(-metadata), bespoke-stratos, s1k(-1.1), limo, numina-cot or auto; converted into "
-                   "OUT/traces first (docs/published-traces.md).")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="IN is a published trace dataset in this "
+                   "layout: openr1-math, openthoughts(-metadata), bespoke-stratos, s1k(-1.1), limo, numina-cot or "
+                   "auto; converted into OUT/traces first (docs/published-traces.md).")] = None,
     columns: Annotated[Optional[str], typer.Option("--columns", help="IN's columns for another layout: "
                        "problem=COL,answer=COL,reasoning=COL,response=COL (or completion=COL).")] = None,
     teacher: Annotated[Optional[str], typer.Option("--teacher", help="Teacher recorded for published traces "

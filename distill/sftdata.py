@@ -208,7 +208,7 @@ def _messages(src: TrainData, names: list[str], origin: str):
                 raise UserError(f"{origin}: a turn in '{column}' is not a {{role, content}} mapping (nor "
                                 f"{src.role_tag}/{src.content_tag}): {str(turn)[:60]!r}")
             if not _text(content):
-                return _skip("a turn whose content is not text (null)")
+                return _skip("a turn whose content is not text (null, or multimodal parts)")
             messages.append({"role": role, "content": content})
         if system and _text(row.get(system)) and row[system] and (not messages or messages[0]["role"] != "system"):
             messages.insert(0, {"role": "system", "content": row[system]})
@@ -290,6 +290,10 @@ def load_conversations(sources: tuple[TrainData, ...], seed: int = 0, mix: str =
             ds = ds.select(range(min(src.limit, len(ds))))
         if len(ds) == 0:
             raise UserError(f"{origin}: no rows to train on")
+        media = [c for c in ("image", "images", "video", "videos", "audio", "audios") if c in ds.column_names]
+        if media and src.formatting == "auto":  # TRL would train a vision model on them; distill would drop them
+            raise UserError(f"{origin}: rows carry media (column '{media[0]}'); distill trains text-only students: "
+                            f"select the text columns (columns: [messages]) or remove the source")
         parts.append(_convert(ds, src, origin))
     if len(parts) == 1:
         return parts[0]

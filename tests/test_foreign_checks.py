@@ -172,3 +172,18 @@ def test_bad_rows_cost_themselves_and_strings_are_one_line(tmp_path):
     (tmp_path / "b.jsonl").write_text(json.dumps({"messages": ["Q", "A"]}) + "\n")
     with pytest.raises(UserError, match="is not a {role, content} mapping"):
         load_conversations((TrainData(source=str(tmp_path / "b.jsonl")),))
+
+
+def test_media_columns_are_refused_not_dropped(tmp_path):
+    from distill.config import TrainData
+    from distill.errors import UserError
+    from distill.sftdata import load_conversations
+
+    row = {"messages": [{"role": "user", "content": "What is shown?"}, {"role": "assistant", "content": "A cat."}],
+           "images": ["cat.png"]}
+    (tmp_path / "vl.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(UserError, match="rows carry media \\(column 'images'\\); distill trains text-only"):
+        load_conversations((TrainData(source=str(tmp_path / "vl.jsonl")),))
+    # named columns leave the media out on purpose
+    kept = load_conversations((TrainData(source=str(tmp_path / "vl.jsonl"), columns=("messages",)),))
+    assert kept["messages"] == [row["messages"]]

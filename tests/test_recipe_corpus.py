@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from distill.errors import ConfigError, UserError
+from distill.errors import UserError
 from distill.foreign import keys
 from distill.recipes import load_recipe
 
@@ -128,3 +128,42 @@ def test_the_published_keys_cover_the_tools():
     assert len(published["llamafactory"]["keys"]) > 300 and len(published["llamafactory"]["commit"]) == 40
     assert {"cutoff_len", "mask_history", "neat_packing", "galore_layerwise"} <= set(published["llamafactory"]["keys"])
     assert {"GRPO", "DPO", "KTO"} <= set(published["trl"]["stages"])
+
+
+# (corpus file, --set changes beyond the model: what a CPU or an offline machine needs)
+_ONE_STEP = [
+    ("LLaMA-Factory/examples/train_lora/qwen3_lora_sft.yaml", []),  # alpaca rows, two datasets
+    ("LLaMA-Factory/examples/train_full/qwen3_full_sft.yaml", ["flash_attn=sdpa"]),
+    ("open-r1/recipes/OpenR1-Distill-7B/sft/config_distill.yaml",
+     ["attn_implementation=sdpa", "use_liger_kernel=false", "push_to_hub=false", "report_to=none",
+      "dataset_name=MESSAGES", "max_length=512"]),
+    ("alignment-handbook/recipes/smollm2/sft/config.yaml",
+     ["push_to_hub=false", "report_to=none", "dataset_name=MESSAGES", "dataset_config=null"]),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,changes", _ONE_STEP, ids=[n for n, _ in _ONE_STEP])
+def test_published_files_train_one_step(name, changes, tmp_path, tiny_qwen2):
+    """A handful of files train for one step on a tiny model with their own data format: the
+    LLaMA-Factory ones on stand-in rows laid out as their dataset_info.json declares, the TRL
+    ones on chat `messages` rows (their hub datasets' layout) in a local file."""
+    import json
+    import subprocess
+    import sys
+
+    messages = tmp_path / "messages.jsonl"
+    messages.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": f"What is {i} + {i}?"}, {"role": "assistant", "content": f"{2 * i}"},
+        {"role": "user", "content": "Thanks."}, {"role": "assistant", "content": "You are welcome."}]}) + "\n"
+        for i in range(4)))
+    project, rel = name.split("/", 1)
+    args = ["train", "--recipe", rel, "--out", str(tmp_path / "run"), "--set", f"model_name_or_path={tiny_qwen2}",
+            "--set", "max_steps=1", "--set", "bf16=false"]
+    for change in changes:
+        args += ["--set", change.replace("MESSAGES", str(messages))]
+    result = subprocess.run([sys.executable, "-m", "distill", *args], capture_output=True, text=True, timeout=600,
+                            cwd=CORPUS / project, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "student" / "train_summary.json").read_text())
+    assert summary["steps"] == 1 and summary["supervised_tokens"] > 0

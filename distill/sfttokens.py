@@ -2,8 +2,8 @@
 
 Each assistant turn is found by rendering the conversation up to it twice with the student's
 chat template: before it with the generation prompt (where the turn's text starts) and through
-it (where it ends, its end-of-turn marker included). Tokens whose text starts inside such a span
-are supervised; the rest carry label -100. For the last turn of a two-turn row this is exactly
+it (where it ends, its end-of-turn marker included). The rendered text is tokenized piece by
+piece at those edges; the pieces inside a span are supervised, the rest carry label -100. For the last turn of a two-turn row this is exactly
 what TRL's prompt/completion masking does, so single-turn rows train as before; LLaMA-Factory and
 TRL's `assistant_only_loss` supervise every assistant turn the same way.
 
@@ -40,48 +40,65 @@ def spans(tokenizer, messages: list[dict], loss_on: str) -> tuple[str, list[tupl
     return text, found, unmatched
 
 
-def _labels(ids: list[int], offsets: list, found: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
-    """Labels for one row, and which span (turn) each supervised token belongs to (-1: none)."""
-    labels, turn = [], []
-    k = 0
-    for token, (start, _end) in zip(ids, offsets):
-        while k < len(found) and start >= found[k][1]:
-            k += 1
-        inside = k < len(found) and found[k][0] <= start < found[k][1]
-        labels.append(token if inside else IGNORE)
-        turn.append(k if inside else -1)
-    return labels, turn
+def _segments(text: str, found: list[tuple[int, int]]) -> list[tuple[str, int]]:
+    """The rendered text cut at the spans' edges: (piece, span index or -1 for unsupervised)."""
+    pieces, at = [], 0
+    for k, (start, end) in enumerate(found):
+        if start > at:
+            pieces.append((text[at:start], -1))
+        pieces.append((text[start:end], k))
+        at = end
+    if at < len(text):
+        pieces.append((text[at:], -1))
+    return pieces
 
 
-def tokenize(dataset, tokenizer, loss_on: str, max_length: int, num_proc: int | None = None):
-    """A `messages` dataset as `input_ids` and `labels`, plus per row: `_length` (tokens),
-    `_first` (the first supervised token's position, -1 for none), `_turns` (supervised tokens
-    of each assistant turn within max_length) and `_unmatched` (turns left without loss)."""
+def tokenize(dataset, tokenizer, loss_on: str, max_length: int, num_proc: int | None = None, truncate: bool = False):
+    """A `messages` dataset as `input_ids` and `labels`, plus per row: `_length` (tokens before
+    any truncation), `_first` (the first supervised token's position, -1 for none), `_turns`
+    (supervised tokens of each assistant turn within max_length) and `_unmatched` (turns left
+    without loss). With `truncate`, rows are cut to max_length here (TRL's keep_start).
+
+    The pieces between span edges are tokenized in one batched call and joined, as
+    LLaMA-Factory encodes turn by turn: a label edge never falls inside a token, and the labels
+    are list arithmetic rather than a loop over every token."""
 
     def batch(rows: dict) -> dict:
-        texts, all_spans, unmatched = [], [], []
+        pieces, owners, unmatched = [], [], []
         for messages in rows["messages"]:
             text, found, lost = spans(tokenizer, messages, loss_on)
-            texts.append(text)
-            all_spans.append(found)
+            cut = _segments(text, found)
+            pieces += [piece for piece, _ in cut]
+            owners.append([k for _, k in cut])
             unmatched.append(lost)
-        encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+        encoded = iter(tokenizer(pieces, add_special_tokens=False)["input_ids"])
         out = {"input_ids": [], "labels": [], "_length": [], "_first": [], "_turns": [], "_unmatched": unmatched}
-        for ids, offsets, found in zip(encoded["input_ids"], encoded["offset_mapping"], all_spans):
-            labels, turn = _labels(ids, offsets, found)
-            first = next((i for i, t in enumerate(labels) if t != IGNORE), -1)
-            counts = [0] * len(found)
-            for t in turn[:max_length]:
-                if t >= 0:
-                    counts[t] += 1
-            out["input_ids"].append(ids)
-            out["labels"].append(labels)
+        for kinds in owners:
+            ids, labels, counts, first = [], [], [0] * sum(1 for k in kinds if k >= 0), -1
+            for k in kinds:
+                piece = next(encoded)
+                if k >= 0:
+                    first = len(ids) if first < 0 and piece else first
+                    counts[k] = max(0, min(len(piece), max_length - len(ids)))
+                    labels += piece
+                else:
+                    labels += [IGNORE] * len(piece)
+                ids += piece
             out["_length"].append(len(ids))
+            out["input_ids"].append(ids[:max_length] if truncate else ids)
+            out["labels"].append(labels[:max_length] if truncate else labels)
             out["_first"].append(first)
             out["_turns"].append(counts)
         return out
 
-    return dataset.map(batch, batched=True, batch_size=256, remove_columns=dataset.column_names,
+    import datasets
+
+    ids = datasets.Sequence(datasets.Value("int32"))
+    features = datasets.Features({"input_ids": ids, "labels": ids, "_length": datasets.Value("int32"),
+                                  "_first": datasets.Value("int32"), "_turns": ids,
+                                  "_unmatched": datasets.Value("int32")})
+    # declared types: datasets would otherwise inspect every token of every row to infer them
+    return dataset.map(batch, batched=True, batch_size=256, remove_columns=dataset.column_names, features=features,
                        num_proc=num_proc if num_proc and num_proc > 1 else None)
 
 
@@ -94,3 +111,35 @@ def turn_totals(turns: list[list[int]]) -> list[int]:
                 totals.append(0)
             totals[i] += n
     return totals
+
+
+def cached(run, dataset, tokenizer, loss_on: str, max_length: int, num_proc: int | None = None,
+           truncate: bool = False):
+    """tokenize(), kept in RUN/tokens/KEY (beside student/, so exports never carry it) so that a resumed or repeated run of the same data,
+    tokenizer, template and masking reads it back instead of tokenizing again. KEY hashes all of
+    those (the dataset by its datasets fingerprint); the folder is written under a temporary name
+    and renamed, so a killed run leaves no half-written cache."""
+    import hashlib
+    import json
+    import os
+    import shutil
+    from pathlib import Path
+
+    import datasets
+
+    key = hashlib.sha256(json.dumps({
+        "data": dataset._fingerprint, "rows": len(dataset), "template": tokenizer.chat_template,
+        "tokenizer": tokenizer.name_or_path, "vocab": len(tokenizer), "loss_on": loss_on, "max_length": max_length,
+        "truncate": truncate,
+    }, sort_keys=True).encode()).hexdigest()[:16]
+    folder = Path(run) / "tokens" / key
+    if (folder / "dataset_info.json").is_file():
+        return datasets.load_from_disk(str(folder)), True
+    workers = min(num_proc or 1, os.cpu_count() or 1)
+    tokens = tokenize(dataset, tokenizer, loss_on, max_length, workers, truncate)
+    if folder.parent.is_dir():  # an older key (other data or settings): not needed again
+        shutil.rmtree(folder.parent)
+    temp = folder.with_name(folder.name + ".tmp")
+    tokens.save_to_disk(str(temp))
+    temp.rename(folder)
+    return datasets.load_from_disk(str(folder)), False

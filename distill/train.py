@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -62,15 +63,21 @@ def _check_ends(ds, where, loss_on: str):
     return ds
 
 
-def _prepare(dataset, tokenizer, cfg, max_length: int):
-    """Tokenize once, with labels on the supervised turns (sfttokens.py). Conversations longer
+def _prepare(dataset, tokenizer, cfg, max_length: int, run: Path):
+    """Tokenize once, with labels on the supervised turns (sfttokens.py), batched, in
+    `dataset_num_proc` processes, kept in RUN/tokens for a resumed run. Conversations longer
     than max_length are counted, and dropped when asked (TRL would truncate them silently);
     rows whose first supervised token lies beyond max_length carry no loss and are left out.
     Returns (dataset of input_ids/labels, overlong count, rows left out for want of a supervised
     token, supervised tokens per assistant-turn position, assistant turns left unmatched)."""
-    from .sfttokens import tokenize, turn_totals
+    from .sfttokens import cached, turn_totals
 
-    tokens = tokenize(dataset, tokenizer, cfg.loss_on, max_length)
+    # without packing the rows are cut to max_length here and TRL has nothing left to prepare;
+    # packing cuts its own (TRL packs the tokenized rows)
+    tokens, reused = cached(run, dataset, tokenizer, cfg.loss_on, max_length, cfg.trl.get("dataset_num_proc"),
+                            truncate=not cfg.packing)
+    if reused:
+        console.print(f"train: {len(tokens)} conversations tokenized before, read from {run / 'tokens'}")
     lengths, first = tokens["_length"], tokens["_first"]
     long = {i for i, n in enumerate(lengths) if n > max_length}
     lossless = {i for i, f in enumerate(first) if f < 0 or f >= max_length}
@@ -291,7 +298,7 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
     models.check_loadable(student, "student")
     path, kwargs = models.load_args(student)
     tokenizer = load_tokenizer(path, kwargs, student)
-    dataset, overlong, empty, by_turn, unmatched = _prepare(dataset, tokenizer, cfg, max_length)
+    dataset, overlong, empty, by_turn, unmatched = _prepare(dataset, tokenizer, cfg, max_length, Path(out))
     if unmatched:
         console.print(f"train: the chat template rewrites earlier answers once later turns follow, so "
                       f"{plural(unmatched, 'earlier assistant turn')} carry no loss")
@@ -359,6 +366,8 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
         # reentrant checkpointing loses the gradient when only LoRA adapters train (frozen inputs)
         gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
         packing=cfg.packing,  # TRL's default strategy (bfd) is padding-free: one flat row per batch
+        # the rows come tokenized, labelled, cut to max_length and without fully masked rows
+        dataset_kwargs={"skip_prepare_dataset": True} if not cfg.packing else None,
         train_sampling_strategy="group_by_length" if _group_by_length(cfg) else "random",
         use_liger_kernel=liger,
         bf16=dtype == torch.bfloat16,  # never bf16 on a CPU: TrainingArguments refuses it there
@@ -367,6 +376,8 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
         disable_tqdm=True,  # _quiet_logs prints progress instead
     )
     settings.update(_trl_extra(cfg.trl))  # the recipe's own SFTConfig arguments win
+    if settings.get("dataset_num_proc"):  # a recipe written for a 48-core node, run on a laptop
+        settings["dataset_num_proc"] = min(settings["dataset_num_proc"], os.cpu_count() or 1)
     args = SFTConfig(**settings)
     grouped = args.train_sampling_strategy == "group_by_length"  # train.trl may have said otherwise
     trainer = _sft_trainer(grouped)(

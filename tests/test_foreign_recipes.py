@@ -221,15 +221,15 @@ def test_openr1_recipe_maps_onto_student_and_train(tmp_path, capsys):
     assert (t.report_to, t.push_to_hub, t.hub_model_id, t.save_total_limit) == (
         ("wandb",), True, "OpenR1-Distill-7B", 1)
     assert t.dtype == "auto" and t.loss_on == "all"  # TRL's loss on messages rows: the whole sequence
-    assert t.trl == {"gradient_checkpointing_kwargs": {"use_reentrant": False}, "hub_strategy": "every_save"}
+    assert t.trl == {"gradient_checkpointing_kwargs": {"use_reentrant": False}, "hub_strategy": "every_save",
+                     "dataset_num_proc": 12}
     (data,) = t.data
     assert (data.source, data.config, data.split) == ("open-r1/Mixture-of-Thoughts", "all", "train")
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(lines) == len(err.strip().splitlines()) == 2  # the ignored settings said once, in one line
     assert _ignored(lines[0]) == {"output_dir", "overwrite_output_dir", "do_eval", "eval_strategy",
-                                  "per_device_eval_batch_size", "log_level", "logging_strategy", "save_strategy",
-                                  "dataset_num_proc"}
+                                  "per_device_eval_batch_size", "log_level", "logging_strategy", "save_strategy"}
     assert "assistant_only_loss is not set" in lines[1]  # the whole-sequence loss is read as published, and said
 
 

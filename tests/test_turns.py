@@ -154,3 +154,20 @@ def test_train_summary_records_tokens_per_turn(tmp_path, tiny_qwen2):
     first, second = summary["supervised_tokens_by_turn"]
     assert first > 0 and second > 0 and first + second == summary["supervised_tokens"]
     assert summary["assistant_turns_unmatched"] == 0
+
+
+def test_tokenized_rows_are_kept_for_a_resumed_run(tmp_path, tokenizer):
+    """The second preparation of the same rows with the same tokenizer and masking reads the
+    first one's tokens back; other masking tokenizes again (and replaces the old cache)."""
+    import datasets
+
+    from distill.sfttokens import cached
+
+    rows = datasets.Dataset.from_list([{"messages": TWO_TURNS}] * 3)
+    first, reused = cached(tmp_path, rows, tokenizer, "assistant", 4096)
+    assert not reused and len(list((tmp_path / "tokens").iterdir())) == 1
+    again, reused = cached(tmp_path, rows, tokenizer, "assistant", 4096)
+    assert reused and again["labels"] == first["labels"] and again["input_ids"] == first["input_ids"]
+    other, reused = cached(tmp_path, rows, tokenizer, "last", 4096)
+    assert not reused and other["labels"] != first["labels"]
+    assert len(list((tmp_path / "tokens").iterdir())) == 1

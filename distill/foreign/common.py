@@ -42,7 +42,7 @@ NO_EFFECT = {
     "run_name": "names only the tracker's run", "wandb_entity": "set WANDB_ENTITY instead",
     "wandb_project": "set WANDB_PROJECT instead", "wandb_run_group": "set WANDB_RUN_GROUP instead",
     "wandb_log_unique_prompts": "GRPO only", "plot_loss": "distill always writes student/loss.png",
-    "dataset_num_proc": "preprocessing parallelism", "preprocessing_num_workers": "preprocessing parallelism",
+    "preprocessing_num_workers": "preprocessing parallelism (use dataset_num_proc)",
     "preprocessing_batch_size": "preprocessing parallelism", "dataloader_num_workers": "loader parallelism",
     "overwrite_cache": "no LLaMA-Factory cache here",
     "tokenized_path": "no LLaMA-Factory cache here", "cache_dir": "the hub cache is used",

@@ -225,8 +225,26 @@ _SHORTHANDS = ((None, "data", "card"), ("filter", "decontaminate", "card"), ("tr
                ("eval", "benchmarks", "name"))
 
 
+_PROMPT_FILES = (".jsonl", ".json", ".csv", ".parquet")
+# keys of a `data:` entry without `card:` that describe the source itself (an inline card)
+_INLINE_CARD = ("name", "domain", "hub", "subset", "answer_pattern", "description")
+
+
+def _inline_source(entry: Any) -> Any:
+    """A `data:` entry that names a file (`path:`) or a hub dataset (`hub:`) and no card gets a
+    card of its own, named after the file or dataset: the user's problems, read with the user's
+    `columns:` and nothing of a bundled card's parsing."""
+    if not isinstance(entry, dict) or "card" in entry or not (entry.get("path") or entry.get("hub")):
+        return entry
+    where = str(entry.get("path") or entry.get("hub"))
+    card = {"name": Path(where).stem if entry.get("path") else where.rstrip("/").split("/")[-1]}
+    card.update({k: entry.pop(k) for k in _INLINE_CARD if k in entry})
+    return {"card": card, **entry}
+
+
 def _normalise_recipe(raw: dict) -> dict:
-    """Shorthands: `data: gsm8k` or `data: [gsm8k, …]` mean `[{card: gsm8k}, …]`; the same for
+    """Shorthands: `data: gsm8k` or `data: [gsm8k, …]` mean `[{card: gsm8k}, …]` (a file name,
+    `[{path: FILE}]`); `data: [{path: FILE, columns: …}]` gets an inline card; the same for
     `filter.decontaminate`; `train.data: FILE` or `[FILE, …]` mean `[{source: FILE}, …]`;
     `eval.benchmarks: gsm8k-test` or `[gsm8k-test, {name: math500, n: 4}]` mean `[{name: …}, …]`."""
     for section, key, first in _SHORTHANDS:
@@ -235,6 +253,10 @@ def _normalise_recipe(raw: dict) -> dict:
             if first == "name" and isinstance(node[key], str):  # `aime24,math500`, as --benchmark takes them
                 node[key] = [part.strip() for part in node[key].split(",") if part.strip()]
             node[key] = _entries(node[key], first)
+            if first == "card" and isinstance(node[key], list):
+                node[key] = [{"path": d["card"]} if isinstance(d, dict) and isinstance(d.get("card"), str)
+                             and d["card"].lower().endswith(_PROMPT_FILES) and len(d) == 1 else d for d in node[key]]
+                node[key] = [_inline_source(d) for d in node[key]]
     return raw
 
 

@@ -142,7 +142,23 @@ def prompt_rows(source: DataSource, loaded: tuple[list[dict], str] | None = None
         )
         if source.limit is not None and len(rows) >= source.limit:
             break
+    _check_answers(raw, cols, card, pattern, origin)
     return rows
+
+
+def _check_answers(raw: list[dict], cols, card, pattern, origin: str) -> None:
+    """A card's answer_pattern that matches few of a file's answers would turn every gold answer
+    into nothing (a user's file behind a bundled card): say so before anything is generated."""
+    if pattern is None or not cols.answer:
+        return
+    answers = [a for a in (_as_text(r.get(cols.answer)) for r in raw[:1000]) if a]
+    missed = [a for a in answers if not pattern.search(a)]
+    if answers and len(missed) > len(answers) / 2:
+        raise UserError(
+            f"{origin}: card '{card.name}' reads gold answers with the pattern {card.answer_pattern!r}, which "
+            f"matches {len(answers) - len(missed)} of {len(answers)} answers here (e.g. {missed[0][:30]!r}): "
+            "for your own file drop `card:` and give `path:` with `columns:`"
+        )
 
 
 def load_prompts(sources: tuple[DataSource, ...], limit: int | None = None) -> list[dict]:

@@ -465,13 +465,25 @@ def _quiet_logs(trainer) -> None:
     """Replace the trainer's per-step log dicts with about ten compact lines."""
     from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
+    import time
+
+    from .ui import duration
+
     class Report(TrainerCallback):
+        started = (0.0, 0)  # (clock, step) when this process began training: a resumed run counts from there
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            Report.started = (time.monotonic(), state.global_step)
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             every = max(1, state.max_steps // 10)
             if logs and "loss" in logs and (state.global_step % every == 0 or state.global_step == state.max_steps):
+                clock, first = Report.started
+                elapsed, done = time.monotonic() - clock, state.global_step - first
+                eta = duration(elapsed / done * (state.max_steps - state.global_step)) if done > 0 else "?"
                 console.print(
                     f"  step {state.global_step}/{state.max_steps}  loss {float(logs['loss']):.4f}  "
-                    f"lr {float(logs.get('learning_rate', 0)):.2e}"
+                    f"lr {float(logs.get('learning_rate', 0)):.2e}  {duration(elapsed)}, ETA {eta}"
                 )
 
     trainer.remove_callback(PrinterCallback)

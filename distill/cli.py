@@ -361,7 +361,11 @@ def cards(kind: Annotated[Optional[str], typer.Argument(help="teachers, students
         for k in kinds:
             if k not in card_lookup.KINDS:
                 raise ConfigError(f"unknown card kind '{k}' (use {', '.join(card_lookup.KINDS)})")
-            console.print(f"[bold]{k}[/]: {', '.join(card_lookup.names(k)) or '(none)'}")
+            found = card_lookup.describe(k)
+            folders = sorted({str(path.parent) for _, _, path in found})
+            console.print(f"[bold]{k}[/] ({', '.join(folders) or 'none bundled'})", soft_wrap=True)
+            for name, about, _ in found:
+                console.print(f"  {name:<28} {about}", markup=False, soft_wrap=True)
 
     _guard(body)
 

@@ -53,3 +53,12 @@ def test_a_bundled_card_over_another_layout_stops_before_generating(tmp_path):
     result = run_cli("generate", "--recipe", recipe, "--out", tmp_path / "run")
     assert result.returncode == 1 and "card 'gsm8k' reads gold answers with the pattern" in result.stderr
     assert "matches 0 of 3 answers" in result.stderr and not (tmp_path / "run" / "traces").exists()
+
+
+def test_cards_show_each_description_and_where_the_files_are():
+    result = run_cli("cards", "datasets")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("datasets (") and str(ROOT / "datasets") in lines[0]
+    gsm8k = next(line for line in lines if line.split()[:1] == ["gsm8k"])
+    assert "GSM8K train" in gsm8k

@@ -46,7 +46,8 @@ DEFAULTS = {"answer": None, "source": "unknown", "domain": "math", "finish_reaso
 KEY_SCHEMA = pa.schema([("_key", pa.int64()), ("_draw", pa.int64())])
 # filter settings that only change how fast it runs, not what it keeps
 OPTION_KEYS = ("require_think", "reject_truncated", "timeout", "language_threshold", "repetition_ngram",
-               "repetition_threshold", "min_tokens", "max_tokens", "code_timeout", "code_memory_mb")
+               "repetition_threshold", "min_tokens", "max_tokens", "code_timeout", "code_memory_mb",
+               "code_sandbox")
 
 
 @lru_cache(maxsize=64)
@@ -145,6 +146,25 @@ def check_config(recipe: Recipe) -> None:
             raise ConfigError("filter.near_dedup needs datasketch: pip install datasketch") from None
 
 
+def _check_sandbox(cfg: FilterConfig, files: list[Path]) -> None:
+    """Code rows run generated programs: refuse them, before any work, where the sandbox cannot
+    be made, unless the recipe chose to run them unisolated."""
+    if "code" not in cfg.verifiers:
+        return
+    code_rows = 0
+    for f in files:
+        if "domain" in shards.open_file(f).schema_arrow.names:
+            code_rows += sum(d == "code" for d in shards.read_file(f, ["domain"]).column("domain").to_pylist())
+    if not code_rows:
+        return
+    from .verify.sandbox import unavailable
+
+    why = unavailable(cfg.code_sandbox)
+    if why:
+        raise ConfigError(f"filter: {plural(code_rows, 'code row')} to run in a sandbox, but {why}; "
+                          f"or set filter.code_sandbox=unsafe-no-isolation to run generated code unisolated")
+
+
 # What isolated verifiers may read; the raw completion and the rest of the row stay here.
 PAYLOAD = ("id", "problem", "answer", "reasoning", "response", "domain", "choices", "tests", "finish_reason", "think",
            "completion_tokens")
@@ -212,6 +232,7 @@ def run_filter(recipe: Recipe, source: Path, out: Path, rank: int = 0, world_siz
         raise UserError(f"{data}: no Parquet files to filter")
     for f in files:  # every input readable, with the columns a trace needs, before any work
         _check_columns(f, shards.open_file(f).schema_arrow.names)
+    _check_sandbox(cfg, files)
     stage = Path(out) / STAGE
     pass1 = stage / PASS1
     if shards.is_complete(stage):

@@ -223,6 +223,13 @@ def _verify_shard(rows: list[dict], names: tuple[str, ...], options: dict, pool)
 
 def run_filter(recipe: Recipe, source: Path, out: Path, rank: int = 0, world_size: int = 1) -> dict:
     """Verify and select the traces in `source`; write `out/filtered` (kept, rejected, report)."""
+    try:
+        return _run_filter(recipe, source, out, rank, world_size)
+    finally:
+        runfolder.release(Path(out), "filter")
+
+
+def _run_filter(recipe: Recipe, source: Path, out: Path, rank: int, world_size: int) -> dict:
     cfg = recipe.filter
     check_config(recipe)
     runfolder.check_scale_out(rank, world_size)
@@ -281,6 +288,9 @@ def run_filter(recipe: Recipe, source: Path, out: Path, rank: int = 0, world_siz
 
 
 def _finished(stage: Path) -> dict:
+    # a process with the same settings may have written pass-1 files after the finisher removed
+    # them: whoever sees the stage complete removes what is left, so nothing stray remains
+    shutil.rmtree(stage / PASS1, ignore_errors=True)
     return {"complete": True, **json.loads((stage / "report.json").read_text())}
 
 
@@ -336,7 +346,8 @@ def _first_pass(files: list[Path], todo: list[int], pass1: Path, cfg: FilterConf
     needs_pool = any(verify.VERIFIERS[n].isolated for n in cfg.verifiers)
     if not needs_pool:
         for index in todo:
-            _finish_file(_prepare_file(files[index], index, cfg, options, contamination), pass1, cfg)
+            if index not in shards.done(pass1) and not shards.is_complete(pass1.parent):
+                _finish_file(_prepare_file(files[index], index, cfg, options, contamination), pass1, cfg)
         return
     from .verify.pool import VerifyPool
 
@@ -345,6 +356,8 @@ def _first_pass(files: list[Path], todo: list[int], pass1: Path, cfg: FilterConf
 
     def tasks():
         for index in todo:
+            if index in shards.done(pass1) or shards.is_complete(pass1.parent):
+                continue  # a process with the same settings got here first
             work = _prepare_file(files[index], index, cfg, options, contamination)
             if work.pending:
                 in_flight[index] = work

@@ -116,9 +116,22 @@ def _conform(table: pa.Table, path: Path) -> pa.Table:
     return table
 
 
+def _check_text(path: Path, table: pa.Table) -> None:
+    """Arrow keeps a text column's bytes unchecked until they are read: name the bad column."""
+    for name in table.column_names:
+        column = table.column(name)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            try:
+                column.validate(full=True)
+            except pa.ArrowInvalid:
+                raise UserError(f"{path}: column '{name}' holds bytes that are not valid UTF-8; "
+                                f"re-encode that text as UTF-8 (or drop those rows) and rerun") from None
+
+
 def _read_traces(path: Path) -> list[dict]:
     table = shards.read_file(path)
     _check_columns(path, table.column_names)
+    _check_text(path, table)
     rows = _conform(table, path).to_pylist()
     for row in rows:
         for key, default in DEFAULTS.items():
@@ -244,7 +257,7 @@ def _run_filter(recipe: Recipe, source: Path, out: Path, rank: int, world_size: 
     pass1 = stage / PASS1
     if shards.is_complete(stage):
         runfolder.claim(Path(out), recipe, "filter", started=True)
-        _claim_inputs(stage, data, files, started=True)
+        _claim_inputs(stage, data, files, None)
         return _finished(stage)
     # the benchmarks load (hub or file) before anything is written, so a bad one costs nothing
     contamination = load_contamination(cfg.decontaminate, cfg.decontaminate_ngram)
@@ -255,7 +268,7 @@ def _run_filter(recipe: Recipe, source: Path, out: Path, rank: int, world_size: 
         stage, lambda i: [stage / shards.DATA / shards.shard_name(i), stage / REJECTED / shards.shard_name(i)]
     )
     runfolder.claim(Path(out), recipe, "filter", started=bool(done1 or done2))
-    _claim_inputs(stage, data, files, started=bool(done1 or done2))
+    _claim_inputs(stage, data, files, done1 | done2)
     shards.clean_temp(stage)
     # pass 2 reads every file's candidates, so pass 1 is redone for any file whose candidates are
     # gone (only a hand-edited folder gets here: they are removed after the manifest is written)
@@ -313,15 +326,21 @@ def _exclusive(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _claim_inputs(stage: Path, data: Path, files: list[Path], started: bool) -> None:
-    """Output shard i belongs to input file i: the inputs (names and sizes) may not change under
-    a resume, nor may a finished stage be taken for the filtering of other traces."""
+def _claim_inputs(stage: Path, data: Path, files: list[Path], done: set[int] | None) -> None:
+    """Output shard i belongs to input file i: the inputs (names, and sizes of the files already
+    done) may not change under a resume, nor may a finished stage be taken for the filtering of
+    other traces. `done`: the files done (None: all of them). A file not done yet may be fixed
+    (say, re-encoded after a one-line error) before the rerun."""
     path = stage / INPUTS
     inputs = [[str(f.relative_to(data)) if f != data else f.name, f.stat().st_size] for f in files]
-    if started and path.is_file() and json.loads(path.read_text()) != inputs:
-        raise UserError(f"{stage}: filtered other trace files than {data} (or they changed since); use a new --out")
-    if not path.is_file() or not started:
-        shards.write_json(path, inputs)
+    if done != set() and path.is_file():
+        stored = json.loads(path.read_text())
+        same = len(stored) == len(inputs) and all(
+            a[0] == b[0] and (a[1] == b[1] or (done is not None and i not in done))
+            for i, (a, b) in enumerate(zip(stored, inputs)))
+        if not same:
+            raise UserError(f"{stage}: filtered other trace files than {data} (or they changed since); use a new --out")
+    shards.write_json(path, inputs)
 
 
 # ---------------------------------------------------------------- pass 1: per file
@@ -389,6 +408,10 @@ def _prepare_file(path: Path, index: int, cfg: FilterConfig, options: dict, cont
     for i, row in enumerate(rows):
         row["reasoning"], row["response"], row["think"] = split_think(row["completion"] or "")
         row["verifier"] = ",".join(n for n in names if verify.applies(n, row))
+        missing = next((k for k in ("id", "sample_idx", "problem") if row[k] is None), None)
+        if missing:  # rejected with its reason (the report counts it), never kept nor a traceback
+            verdicts[i] = verify.Verdict(False, f"no_{missing}")
+            continue
         if contamination is not None:
             benchmark = contamination.match(row["problem"] or "")
             if benchmark is not None:

@@ -372,12 +372,17 @@ def _first_pass(files: list[Path], todo: list[int], pass1: Path, cfg: FilterConf
 
     in_flight: dict[int, _FileWork] = {}
     answered: list[_FileWork] = []  # files with every verdict in, to be written
+    failed: list[UserError] = []  # a file that cannot be read: the files before it finish first
 
     def tasks():
         for index in todo:
             if index in shards.done(pass1) or shards.is_complete(pass1.parent):
                 continue  # a process with the same settings got here first
-            work = _prepare_file(files[index], index, cfg, options, contamination)
+            try:
+                work = _prepare_file(files[index], index, cfg, options, contamination)
+            except UserError as e:
+                failed.append(e)
+                return
             if work.pending:
                 in_flight[index] = work
                 yield from _tasks(index, work.rows, work.pending, cfg.verifiers, options)
@@ -395,6 +400,8 @@ def _first_pass(files: list[Path], todo: list[int], pass1: Path, cfg: FilterConf
                 _finish_file(answered.pop(0), pass1, cfg)
     while answered:
         _finish_file(answered.pop(0), pass1, cfg)
+    if failed:
+        raise failed[0]
     if in_flight:  # fail closed: a row nobody verified is never kept as verified
         missing = sum(len(w.pending) for w in in_flight.values())
         raise RuntimeError(f"the verifier pool returned no verdict for {missing} rows")

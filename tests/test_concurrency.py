@@ -66,6 +66,33 @@ def test_a_second_filter_with_other_settings_is_refused_while_the_first_runs(tmp
         assert pq.read_table(out / "filtered" / "data").num_rows == 10
 
 
+@pytest.mark.parametrize("stage", ["generate", "train"])
+def test_a_claim_is_refused_while_another_process_runs_the_stage_with_other_settings(tmp_path, stage):
+    """The lock in runfolder.claim, which every stage uses: here held by a child process."""
+    from distill import runfolder
+    from distill.errors import ConfigError
+    from distill.recipes import load_recipe
+
+    key = {"generate": "generate.n", "train": "train.lora_r"}[stage]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from distill import runfolder; from distill.recipes import load_recipe;"
+         f"runfolder.claim(__import__('pathlib').Path(sys.argv[1]), load_recipe('quickstart', ['{key}=3']), '{stage}', "
+         "started=False); print('claimed', flush=True); time.sleep(60)", str(tmp_path)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "claimed"
+        with pytest.raises(ConfigError, match=f"its {stage} stage is running in another process with {key}=3, now "):
+            runfolder.claim(tmp_path, load_recipe("quickstart", [f"{key}=5"]), stage, started=False)
+        runfolder.claim(tmp_path, load_recipe("quickstart", [f"{key}=3"]), stage, started=False)  # same: joins
+        runfolder.release(tmp_path, stage)
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone (killed, even): its lock went with it, and nothing has started
+    runfolder.claim(tmp_path, load_recipe("quickstart", [f"{key}=5"]), stage, started=False)
+    runfolder.release(tmp_path, stage)
+
+
 def test_two_filters_with_the_same_settings_end_with_the_rows_of_one_and_nothing_stray(tmp_path):
     traces, out = _traces(tmp_path / "traces"), tmp_path / "run"
     first = _start(traces, out)

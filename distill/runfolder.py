@@ -3,7 +3,7 @@ writes, and the guard that refuses to continue a stage under a changed configura
 it beside another process (a rank, a second command) that claimed other settings.
 
 Locks (`flock`, released by the kernel however a process ends, so a killed run never blocks its
-rerun): a claim holds the run folder itself exclusively while it reads and writes the
+rerun): a claim holds `.locks/_claim` exclusively while it reads and writes the
 configuration; every process running a stage then holds `.locks/STAGE` shared until it exits.
 A claim that cannot take that lock exclusively knows the stage is running elsewhere."""
 
@@ -20,7 +20,7 @@ import yaml
 from . import shards
 from .config import Recipe
 from .recipes import to_dict
-from .errors import ConfigError
+from .errors import ConfigError, UserError
 
 RESOLVED = "recipe.resolved.yaml"
 
@@ -63,11 +63,26 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _lock(fd: int, how: int, path: Path) -> bool:
+    """flock; False when LOCK_NB finds it held. Opened read-write: NFS emulates flock with
+    POSIX locks, whose exclusive kind needs a file open for writing."""
+    try:
+        fcntl.flock(fd, how)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError as e:
+        raise UserError(f"{path}: cannot lock it ({e.strerror}): the run folder's file system must support "
+                        f"flock, or two processes could mix their rows; use a local or NFSv4 folder") from None
+
+
 @contextmanager
 def _claiming(out: Path):
-    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    path = out / LOCKS / "_claim"
+    path.parent.mkdir(exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # one claim at a time; each takes milliseconds
+        _lock(fd, fcntl.LOCK_EX, path)  # one claim at a time; each takes milliseconds
         yield
     finally:
         os.close(fd)
@@ -77,18 +92,17 @@ def _running_elsewhere(out: Path, stage: str) -> bool:
     """Take this stage's lock shared for the rest of this process; say whether another process
     holds it (runs the stage) now."""
     path = out / LOCKS / stage
-    path.parent.mkdir(exist_ok=True)
     key = str(path.resolve())
     fd = _HELD.pop(key, None)
     if fd is None:
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_UN)  # our own hold must not count as another process's
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        others = False
-    except BlockingIOError:
-        others = True
-    fcntl.flock(fd, fcntl.LOCK_SH)  # no one else claims meanwhile: we hold the claim lock
+        _lock(fd, fcntl.LOCK_UN, path)  # our own hold must not count as another process's
+        others = not _lock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, path)
+        _lock(fd, fcntl.LOCK_SH, path)  # no one else claims meanwhile: we hold the claim lock
+    except UserError:
+        os.close(fd)
+        raise
     _HELD[key] = fd
     return others
 

@@ -86,6 +86,9 @@ def _attacks(tmp: Path, port: int, victim: int, marker: str) -> tuple[list[dict]
         _row("control_test_code", "def add(a, b):\n    return a + b",
              {"test_code": "def check(candidate):\n    assert candidate(2, 2) == 4\n    assert candidate(0, 5) == 5\n\n"
                            "check(add)"}),
+        # the competitive-programming idiom: the work in a thread with a larger stack, not joined
+        _row("control_thread", "import sys, threading\ndef main():\n    print(sum(map(int, input().split())))\n"
+                               "threading.stack_size(1 << 26)\nthreading.Thread(target=main).start()", _io("7", "3 4")),
         _row("control_tolerance", "def area(r):\n    return 3.14159 * r * r",
              {"asserts": ["assert abs(area(1) - 3.14159) < 1e-6"]}),
     ]
@@ -169,8 +172,9 @@ def test_attacks_through_distill_filter_are_contained(tmp_path):
         assert "answer-" in expected_hidden["tests"]  # the trace shard holds what it would look for
         traces = write_traces(tmp_path / "traces", [rows[: len(rows) // 2], rows[len(rows) // 2:]])
         start = time.monotonic()
+        # 8 s a test: on two busy cores (load 8) importing numpy alone took over a second
         result = run_cli("filter", traces, "--out", tmp_path / "run", "--set", "filter.verifiers=[code]",
-                         "--set", "filter.code_timeout=3", "--set", "filter.workers=2",
+                         "--set", "filter.code_timeout=8", "--set", "filter.workers=2",
                          env={"DISTILL_ATTACK_SECRET": SECRET}, timeout=300)
         elapsed = time.monotonic() - start
         # the filter was neither killed nor frozen, and finished in bounded time

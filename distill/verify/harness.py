@@ -4,8 +4,9 @@ DIR CONFIG`: it imports nothing of distill, since the project is not in the sand
 In order: drop to the sandbox's own uid when started as root (so the process limit applies),
 set the resource limits, read the proof token from its pipe and close it, run DIR/main.py, then
 DIR/tests.py (if any) in the program's namespace with its asserts made strict, and only then
-write the token to the proof file. A program that ends the process early (`sys.exit(0)`, `os._exit(0)`,
-an `atexit` hook) never reaches that write: a test passes on the token, not on an exit status.
+write the token to the proof file. A program that ends the process early (`sys.exit(0)`,
+`os._exit(0)`, an `atexit` hook) never reaches that write: a test passes on the token, not on
+an exit status.
 
 Strict asserts: every call in an assert must return plain data (builtin types and numpy values,
 in containers of them), except calls of what the tests define themselves; a comparison of
@@ -179,18 +180,14 @@ def main() -> None:
         _audit(os.path.realpath(os.getcwd()))
     space = {"__name__": "__main__", "__builtins__": builtins}
     del builtins
-    if tests is None:
-        exec(program, space)
-    else:
-        exec(program, space)
+    exec(program, space)
+    if tests is not None:
         space["__builtins__"] = clean
         prefix = config["prefix"]
         space.update({prefix + "result": _result, prefix + "compare": _compare, prefix + "truth": _truth})
         exec(tests, space)
-    sys.stdout.flush()
-    sys.stderr.flush()
     os.write(config["proof_fd"], token)  # every statement ran to the end: the proof
-    os._exit(0)
+    # then the interpreter ends as usual: threads the program started finish their output first
 
 
 if __name__ == "__main__":

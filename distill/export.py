@@ -163,6 +163,7 @@ def write_jsonl(files: tuple[Path, ...], folder: Path) -> list[str]:
             floats = [f.name for f in pf.schema_arrow if pa.types.is_float32(f.type)]
             try:
                 for batch in pf.iter_batches(batch_size=BATCH):
+                    shards.check_text(path, pa.Table.from_batches([batch]))
                     lines = []
                     for row in batch.to_pylist():
                         for column in floats:

@@ -116,22 +116,9 @@ def _conform(table: pa.Table, path: Path) -> pa.Table:
     return table
 
 
-def _check_text(path: Path, table: pa.Table) -> None:
-    """Arrow keeps a text column's bytes unchecked until they are read: name the bad column."""
-    for name in table.column_names:
-        column = table.column(name)
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            try:
-                column.validate(full=True)
-            except pa.ArrowInvalid:
-                raise UserError(f"{path}: column '{name}' holds bytes that are not valid UTF-8; "
-                                f"re-encode that text as UTF-8 (or drop those rows) and rerun") from None
-
-
 def _read_traces(path: Path) -> list[dict]:
     table = shards.read_file(path)
     _check_columns(path, table.column_names)
-    _check_text(path, table)
     rows = _conform(table, path).to_pylist()
     for row in rows:
         for key, default in DEFAULTS.items():

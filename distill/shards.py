@@ -218,11 +218,26 @@ def read_file(path: Path, columns: list[str] | None = None) -> pa.Table:
         if missing:
             raise UserError(f"{path}: missing column '{missing[0]}' (has: {', '.join(pf.schema_arrow.names)})")
     try:
-        return pf.read(columns=columns)
+        table = pf.read(columns=columns)
     except (pa.ArrowException, OSError) as e:
         raise UserError(
             f"{path}: damaged Parquet shard ({reason(e)}); delete it and rerun the stage that wrote it"
         ) from None
+    check_text(path, table)
+    return table
+
+
+def check_text(path: Path, table: pa.Table) -> None:
+    """Arrow keeps a text column's bytes unchecked until they are read: name the bad column
+    here rather than fail with a UnicodeDecodeError wherever a value is first used."""
+    for name in table.column_names:
+        column = table.column(name)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            try:
+                column.validate(full=True)
+            except pa.ArrowInvalid:
+                raise UserError(f"{path}: column '{name}' holds bytes that are not valid UTF-8; "
+                                f"re-encode that text as UTF-8 (or drop those rows) and rerun") from None
 
 
 def count_rows(path: Path) -> int:

@@ -217,3 +217,18 @@ def test_code_rows_are_refused_in_one_line_without_bubblewrap(tmp_path):
                      "--set", "filter.code_sandbox=unsafe-no-isolation", env={"PATH": str(no_tools)})
     assert result.returncode == 0, result.stderr
     assert pq.read_table(tmp_path / "run" / "filtered" / "data").num_rows == 1
+
+
+def test_a_bwrap_that_cannot_make_namespaces_is_one_line(tmp_path):
+    traces = write_traces(tmp_path / "traces", [[_row("control_asserts", "def add(a, b):\n    return a + b", ADD)]])
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    fake = tools / "bwrap"  # what bwrap says in a container that allows no user namespaces
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    result = run_cli("filter", traces, "--out", tmp_path / "run", "--set", "filter.verifiers=[code]",
+                     env={"PATH": f"{tools}:/usr/bin:/bin"})
+    line = result.stderr.strip()
+    assert result.returncode == 2 and len(line.splitlines()) == 1, result.stderr
+    assert "bwrap cannot make a sandbox here (bwrap: No permissions to create new namespace)" in line
+    assert "docs/security.md" in line and not (tmp_path / "run" / "filtered").exists()

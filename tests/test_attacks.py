@@ -126,6 +126,8 @@ def _attacks(tmp: Path, port: int, victim: int, marker: str) -> tuple[list[dict]
                                  "os.kill(os.getpid(), signal.SIGSTOP)", _io("no")),
         _row("outlives_verdict", f"import subprocess\nsubprocess.Popen(['sleep', '{marker}'], start_new_session=True)\nprint('ok')",
              _io("not this")),
+        # a namespace of its own (as root the sandbox has no user namespace to forbid that)
+        _row("new_namespaces", "import ctypes\nprint(ctypes.CDLL(None).unshare(0x10000000 | 0x20000))", _io("0")),
         # limits that root would be exempt from, and the disk
         _row("three_hundred_processes", "import os, time\nn = 0\ntry:\n    for _ in range(300):\n"
                                         "        if os.fork() == 0:\n            time.sleep(5); os._exit(0)\n        n += 1\n"

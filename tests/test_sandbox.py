@@ -74,6 +74,19 @@ def test_the_program_runs_without_privileges():
     assert status["Uid"].split()[0] != "0"
 
 
+@pytest.mark.skipif(__import__("platform").machine() != "x86_64", reason="the seccomp filter is x86_64 only")
+def test_the_seccomp_filter_denies_namespaces_mounts_and_ptrace_but_not_threads_or_fork():
+    program = ("import ctypes, os, subprocess, threading\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+               "for call, args in [('unshare', (0x10000000,)), ('mount', (b'none', b'/tmp', b'tmpfs', 0, None)),"
+               " ('ptrace', (16, 1, 0, 0))]:\n"
+               "    print(call, getattr(libc, call)(*args), ctypes.get_errno())\n"
+               "t = threading.Thread(target=print, args=('thread',)); t.start(); t.join()\n"
+               "pid = os.fork()\nif pid == 0:\n    os._exit(7)\nprint('fork', os.waitpid(pid, 0)[1] >> 8)\n"
+               "print(subprocess.run(['echo', 'spawn'], capture_output=True, text=True).stdout.strip())\n")
+    result = run_python(program, "", FAST)
+    assert result.stdout.split("\n")[:6] == ["unshare -1 1", "mount -1 1", "ptrace -1 1", "thread", "fork 7", "spawn"]
+
+
 def test_the_unsafe_mode_refuses_subprocesses_from_python():
     result = run_python("import subprocess\nsubprocess.run(['true'])\n", "", FAST, mode=UNSAFE)
     assert result.returncode != 0 and "not allowed" in result.stderr

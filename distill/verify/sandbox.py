@@ -11,7 +11,9 @@ Each run gets a fresh sandbox (docs/security.md says what it guarantees and what
   fresh /proc of its own PID namespace, a minimal /dev, and a size-limited tmpfs at /tmp as the
   only writable place; no /etc, no home, no project, no run folder;
 - resource limits set inside (CPU seconds, address space, processes, file size, open files) and
-  a wall-clock limit that kills the sandbox; a scrubbed environment, `python -I`.
+  a wall-clock limit that kills the sandbox; a scrubbed environment, `python -I`;
+- a seccomp filter (verify/seccomp.py, x86_64) that denies new namespaces, mounts, ptrace,
+  BPF, io_uring and other calls no test program needs.
 
 The harness (verify/harness.py) reports success with a token the program never sees through
 its own channel: a test passes on that proof, not on an exit status.
@@ -85,7 +87,20 @@ def _runtime_binds() -> list[str]:
     return args
 
 
-def _bwrap(src: str, limits: Limits, config: dict) -> list[str]:
+def _seccomp_fd() -> int | None:
+    """A pipe holding the compiled seccomp filter (verify/seccomp.py), for bwrap --seccomp."""
+    from .seccomp import program
+
+    code = program()
+    if code is None:
+        return None
+    read, write = os.pipe()
+    os.write(write, code)  # a few hundred bytes: the pipe holds them
+    os.close(write)
+    return read
+
+
+def _bwrap(src: str, limits: Limits, config: dict, fds: list[int]) -> list[str]:
     args = [shutil.which("bwrap") or "bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--hostname", "sandbox", "--die-with-parent", "--new-session", "--clearenv"]
     if os.getuid() == 0:
@@ -102,6 +117,10 @@ def _bwrap(src: str, limits: Limits, config: dict) -> list[str]:
              "--chdir", "/tmp"]
     for name, value in _ENV.items():
         args += ["--setenv", name, value]
+    seccomp = _seccomp_fd()
+    if seccomp is not None:
+        fds.append(seccomp)
+        args += ["--seccomp", str(seccomp)]
     return args + ["--", sys.executable, "-I", "/sandbox-harness.py", "/sandbox", json.dumps(config)]
 
 
@@ -135,8 +154,9 @@ def run_python(program: str, stdin: str = "", limits: Limits = Limits(), tests: 
         config = {"cpu_seconds": limits.cpu_seconds, "memory_mb": limits.memory_mb, "file_mb": limits.file_mb,
                   "open_files": limits.open_files, "processes": limits.processes, "token_fd": token_in,
                   "proof_fd": proof.fileno(), "prefix": f"_distill_{secrets.token_hex(8)}_", "audit": mode == UNSAFE}
+        fds = [token_in, proof.fileno()]
         if mode == BWRAP:
-            command, extra = _bwrap(src, limits, config), {}
+            command, extra = _bwrap(src, limits, config, fds), {}
         else:
             command = [sys.executable, "-I", str(HARNESS), src, json.dumps(config)]
             extra = {"cwd": work, "env": {**_ENV, "HOME": work}, "preexec_fn": _die_with_parent,
@@ -144,8 +164,9 @@ def run_python(program: str, stdin: str = "", limits: Limits = Limits(), tests: 
         out_path, err_path = os.path.join(job, "stdout"), os.path.join(job, "stderr")
         with open(out_path, "wb") as out, open(err_path, "wb") as err, proof:
             proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=out, stderr=err,
-                                    pass_fds=(token_in, proof.fileno()), **({"env": {}} | extra))
-            os.close(token_in)
+                                    pass_fds=fds, **({"env": {}} | extra))
+            for fd in fds[:1] + fds[2:]:  # the token's and the filter's pipes: the child has them
+                os.close(fd)
             timed_out = False
             try:
                 proc.communicate(stdin.encode(errors="replace"), timeout=limits.wall_seconds)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import secrets
 import shutil
 import signal
@@ -42,6 +41,7 @@ MODES = (BWRAP, UNSAFE)
 HARNESS = Path(__file__).with_name("harness.py")
 INSTALL = "apt-get install bubblewrap (Debian/Ubuntu; dnf install bubblewrap on Fedora)"
 PR_SET_PDEATHSIG = 1
+UID_BASE = 1 << 30  # as root, sandbox uids are this plus the verifier worker's pid: no user has them
 
 
 @dataclass(frozen=True)
@@ -101,14 +101,15 @@ def _seccomp_fd() -> int | None:
 
 
 def _bwrap(src: str, limits: Limits, config: dict, fds: list[int]) -> list[str]:
-    args = [shutil.which("bwrap") or "bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            "--hostname", "sandbox", "--die-with-parent", "--new-session", "--clearenv"]
+    args = [shutil.which("bwrap") or "bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+            "--unshare-cgroup-try", "--hostname", "sandbox", "--die-with-parent", "--new-session", "--clearenv"]
     if os.getuid() == 0:
         # bwrap as root maps the sandbox's uid to root outside, which RLIMIT_NPROC exempts: run
         # it privileged instead, keeping only the right to change uid, which the harness uses
-        # once, first thing, to become a uid nobody else has
+        # once, first thing, to become a uid nobody else has (a worker runs one sandbox at a
+        # time, and no two live workers share a pid)
         args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-        config["uid"] = random.randrange(1 << 30, (1 << 30) + (1 << 24))
+        config["uid"] = UID_BASE + os.getpid()
     else:
         args += ["--unshare-user", "--uid", "65534", "--gid", "65534", "--disable-userns"]
     args += _runtime_binds()

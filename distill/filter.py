@@ -139,6 +139,9 @@ def check_config(recipe: Recipe) -> None:
         path = source.path or source.card.path
         if path and not Path(path).expanduser().is_file():
             raise ConfigError(f"filter.decontaminate.{i}: {path}: no such file (benchmark '{source.card.name}')")
+    code = [s.card.name for s in recipe.data if s.card.domain == "code"]
+    if "code" in cfg.verifiers and code:  # `distill run` learns it before generating
+        _need_sandbox(cfg, f"the code rows of dataset card '{code[0]}'")
     if cfg.near_dedup is not None:
         try:
             import datasketch  # noqa: F401
@@ -155,13 +158,16 @@ def _check_sandbox(cfg: FilterConfig, files: list[Path]) -> None:
     for f in files:
         if "domain" in shards.open_file(f).schema_arrow.names:
             code_rows += sum(d == "code" for d in shards.read_file(f, ["domain"]).column("domain").to_pylist())
-    if not code_rows:
-        return
+    if code_rows:
+        _need_sandbox(cfg, plural(code_rows, "code row"))
+
+
+def _need_sandbox(cfg: FilterConfig, what: str) -> None:
     from .verify.sandbox import unavailable
 
     why = unavailable(cfg.code_sandbox)
     if why:
-        raise ConfigError(f"filter: {plural(code_rows, 'code row')} to run in a sandbox, but {why}; "
+        raise ConfigError(f"filter: {what} to run in a sandbox, but {why}; "
                           f"or set filter.code_sandbox=unsafe-no-isolation to run generated code unisolated")
 
 

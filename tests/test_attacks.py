@@ -234,3 +234,20 @@ def test_a_bwrap_that_cannot_make_namespaces_is_one_line(tmp_path):
     assert result.returncode == 2 and len(line.splitlines()) == 1, result.stderr
     assert "bwrap cannot make a sandbox here (bwrap: No permissions to create new namespace)" in line
     assert "docs/security.md" in line and not (tmp_path / "run" / "filtered").exists()
+
+
+def test_distill_run_refuses_code_data_without_a_sandbox_before_generating(tmp_path):
+    prompts = tmp_path / "code.jsonl"
+    prompts.write_text(json.dumps({"problem": "Write add(a, b).", "answer": None,
+                                   "tests": json.dumps(ADD)}) + "\n")
+    card = tmp_path / "code-card.yaml"
+    card.write_text(f"name: code-card\ndomain: code\npath: {prompts}\n")
+    no_tools = tmp_path / "bin"
+    no_tools.mkdir()
+    result = run_cli("run", "--recipe", "quickstart", "--out", tmp_path / "run", "--set", f"data.0.card={card}",
+                     "--set", "filter.verifiers=[code]", env={"PATH": str(no_tools)})
+    line = result.stderr.strip()
+    assert result.returncode == 2 and len(line.splitlines()) == 1, result.stderr
+    assert line.startswith("error: filter: the code rows of dataset card 'code-card' to run in a sandbox, but "
+                           "bubblewrap (bwrap) is not installed")
+    assert not (tmp_path / "run" / "traces").exists()

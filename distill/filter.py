@@ -44,7 +44,7 @@ DEFAULTS = {"answer": None, "source": "unknown", "domain": "math", "finish_reaso
             "prompt_tokens": None, "completion_tokens": None, "gen_config": None, "choices": None, "tests": None}
 # beside each candidate shard: every row's dedup key and quota draw, for the second pass
 KEY_SCHEMA = pa.schema([("_key", pa.int64()), ("_draw", pa.int64())])
-# filter settings that only change how fast it runs, not what it keeps
+# the filter settings the verifiers read, sent to the workers with the rows
 OPTION_KEYS = ("require_think", "reject_truncated", "timeout", "language_threshold", "repetition_ngram",
                "repetition_threshold", "min_tokens", "max_tokens", "code_timeout", "code_memory_mb",
                "code_sandbox")

@@ -419,7 +419,7 @@ def _translate(raw: dict, path: Path, source: str) -> tuple[dict, list[str], dic
     if foreign.detect(raw) == foreign.LLAMAFACTORY:
         out, warnings, names = foreign.from_llamafactory(raw, source, path.parent)
     else:
-        out, warnings, names = foreign.from_trl(raw, source)
+        out, warnings, names = foreign.from_trl(raw, source, path)
     out["name"] = path.stem
     out["description"] = f"{foreign.detect(raw)} recipe {path.name}"
     _rebase_recipe(out, path.parent, source)

@@ -119,11 +119,12 @@ def generate(
 
 @app.command("filter")
 def filter_(
-    source: Annotated[
-        Path, typer.Argument(metavar="IN", help="Run folder, traces/ folder, or any folder of trace Parquet files; "
-                             "with --format/--columns a published dataset (file, folder or hub id).")
-    ],
     out: OutOpt,
+    source: Annotated[
+        Optional[Path], typer.Argument(metavar="IN", help="Run folder, traces/ folder, or any folder of trace "
+                                       "Parquet files (default: OUT, whose traces/ generate wrote); with "
+                                       "--format/--columns a published dataset (file, folder or hub id).")
+    ] = None,
     recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="Recipe for filter settings.")] = None,
     sets: SetOpt = None,
     rank: RankOpt = 0,
@@ -145,7 +146,9 @@ def filter_(
         from .ui import console
 
         _check_out(out)
-        resolved, traces = _recipe(recipe, sets), source
+        resolved, traces = _recipe(recipe, sets), source if source is not None else out
+        if source is None and (fmt is not None or columns is not None):
+            raise ConfigError("--format and --columns need IN: the published dataset to read")
         if fmt is not None or columns is not None:  # a published dataset: converted first, then filtered unchanged
             from .convert import convert_published
 

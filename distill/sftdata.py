@@ -165,6 +165,8 @@ def _sharegpt(src: TrainData, names: list[str], origin: str):
             head, named = [{"role": "system", "content": named[0][1]}], named[1:]
         elif system and _text(row.get(system)) and row[system]:
             head = [{"role": "system", "content": row[system]}]
+        if not named:
+            return _skip("no turns")
         if any(role in ("observation", "function") for role, _ in named):
             return _skip("tool turns (observation / function call)")
         if any(role != ("user", "assistant")[i % 2] for i, (role, _) in enumerate(named)) or len(named) % 2:

@@ -258,9 +258,11 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
     stage = Path(out) / STAGE
     summary_path = stage / SUMMARY
     max_length = cfg.max_length or student.max_length
+    if data is None and not cfg.data and (Path(out) / "filtered").is_dir():
+        data = Path(out)  # the run folder's own filter output (refused below while unfinished)
     if data is None and not cfg.data:
-        raise ConfigError("no training data: give --data IN (a run folder, or Parquet with `messages`), "
-                          "or name it in the recipe (train.data, or dataset_name in an open-r1 recipe)")
+        raise ConfigError("no training data: run `distill filter --out RUN` first, give --data IN (a run folder, "
+                          "or Parquet with `messages`), or name it in the recipe (train.data, or dataset_name)")
     folder = shards.input_folder(data, "filtered", "filter") if data is not None else None
     if summary_path.is_file():
         runfolder.claim(Path(out), recipe, "train", started=True)

@@ -453,7 +453,7 @@ def test_bad_model_and_bad_data_are_one_line(tmp_path):
     assert "cannot load hub dataset 'open-r1/Mixture-of-Thoughts'" in result.stderr
     recipe.write_text("model_name_or_path: /no/such/model\nreport_to: none\nassistant_only_loss: true\n")
     result = run_cli("train", "-r", recipe, "--out", tmp_path / "o4")
-    assert result.returncode == 2 and "no training data: give --data IN" in result.stderr
+    assert result.returncode == 2 and "no training data: run `distill filter --out RUN` first" in result.stderr
 
 
 def _card_name(student):

@@ -138,7 +138,8 @@ _ONE_STEP = [
      ["attn_implementation=sdpa", "use_liger_kernel=false", "push_to_hub=false", "report_to=none",
       "dataset_name=MESSAGES", "max_length=512"]),
     ("alignment-handbook/recipes/smollm2/sft/config.yaml",
-     ["push_to_hub=false", "report_to=none", "dataset_name=MESSAGES", "dataset_config=null"]),
+     ["push_to_hub=false", "report_to=none", "dataset_name=MESSAGES", "dataset_config=null",
+      "attn_implementation=sdpa"]),
 ]
 
 

@@ -271,3 +271,11 @@ def test_eos_of_the_tokenizer_becomes_a_stop_token(tiny_recipe, filtered_run, tm
     assert eos != 0
     for folder in (filtered_run / "student", filtered_run / "student" / "merged"):
         assert GenerationConfig.from_pretrained(folder).eos_token_id == [0, eos]
+
+
+def test_train_reads_the_run_folders_own_filter_output(tiny_recipe, filtered_run):
+    """`distill train --recipe R --out RUN` trains on RUN/filtered, with no --data."""
+    result = run_cli("train", "--recipe", tiny_recipe(), "--out", filtered_run, "--set", "train.max_steps=1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((filtered_run / "student" / "train_summary.json").read_text())
+    assert summary["rows"] == 4 and summary["steps"] == 1

@@ -193,6 +193,7 @@ class FilterConfig:
     max_tokens: int | None = None
     code_timeout: float = 10.0  # seconds per test run of a code row
     code_memory_mb: int = 1024
+    code_sandbox: str = "bwrap"  # bwrap | unsafe-no-isolation (docs/security.md)
     # dedup and decontamination (dedup.py)
     dedup: bool = True  # drop exact duplicates (normalised problem + completion)
     near_dedup: float | None = None  # Jaccard threshold for near-duplicate problems (MinHash LSH); None: off
@@ -219,6 +220,8 @@ class FilterConfig:
                  "max_tokens", self.max_tokens, "must not be below min_tokens")
         _require(self.code_timeout > 0, "code_timeout", self.code_timeout, "must be a positive number of seconds")
         _require(self.code_memory_mb >= 64, "code_memory_mb", self.code_memory_mb, "must be at least 64")
+        _require(self.code_sandbox in ("bwrap", "unsafe-no-isolation"), "code_sandbox", self.code_sandbox,
+                 "must be bwrap or unsafe-no-isolation")
         _require(self.near_dedup is None or 0 < self.near_dedup < 1, "near_dedup", self.near_dedup,
                  "must be a Jaccard threshold in (0, 1), or null for off")
         _require(self.decontaminate_ngram >= 1, "decontaminate_ngram", self.decontaminate_ngram, "must be at least 1")

@@ -211,7 +211,8 @@ def write_plots(stage: Path) -> list[str]:
     ax.legend()
     fig.tight_layout()
     path = stage / "lengths.png"
-    fig.savefig(path)  # Figure renders with the Agg canvas: no display needed
+    with shards.writing(path):
+        fig.savefig(path)  # Figure renders with the Agg canvas: no display needed
     return [path.name]
 
 

@@ -158,8 +158,12 @@ def filter_(
             raise ConfigError("--teacher, --subset and --split go with --format NAME or --columns MAP")
         result = run_filter(resolved, traces, out, rank=rank, world_size=world_size)
         if result["complete"]:
+            from .report import waste
+
             print_report(result)
             console.print(f"filtered: {result['kept']} rows in {out / 'filtered' / 'data'}")
+            if (line := waste(result, out / "filtered" / "report.json")) is not None:
+                raise UserError(line)  # the rows are written; the exit status says they are not worth training on
         else:
             why = "another rank is writing the final shards" if result.get("finishing_elsewhere") else "other ranks pending"
             console.print(f"filtered: {result['files_done']}/{result['files']} files done ({why})")

@@ -129,3 +129,44 @@ def test_worker_killed_from_outside_is_retried_then_crashed():
         assert verdict == Verdict(False, "crashed")
         assert len(set(killed)) == 2 and pool.stats == {"timeout": 0, "crashed": 1, "retried": 1}
         assert time.monotonic() - start < 30
+
+
+def _range_job(tmp_path, hang_at: int, rows: int = 10):
+    """A job over a real trace file whose row `hang_at` runs until it is killed."""
+    from helpers import trace, write_traces
+
+    from distill.verify.pool import Job
+
+    traces = [trace(f"p{i}", "4", r"</think>\boxed{4}" if i != hang_at else POWER_TOWER) for i in range(rows)]
+    path = write_traces(tmp_path / "traces", [traces]) / "shard-00000.parquet"
+    return Job("file", "verify", (str(path), ("format", "math"), OPTIONS, frozenset()), 0, rows)
+
+
+def test_a_row_of_a_range_that_overruns_costs_only_that_row(tmp_path):
+    with VerifyPool(workers=1, timeout=1.5) as pool:
+        answers = dict(pool.imap(iter([_range_job(tmp_path, hang_at=4)])))
+    assert answers.pop(("file", 4)) == Verdict(False, "timeout")
+    assert answers == {("file", i): (True, None, "4") for i in range(10) if i != 4}
+    assert pool.stats["timeout"] == 1
+
+
+def test_a_row_of_a_range_whose_worker_is_killed_is_retried_then_crashed(tmp_path):
+    import os
+    import signal
+
+    with VerifyPool(workers=1, timeout=60.0) as pool:
+        killed = []
+
+        def killer():
+            for _ in range(2):  # the first attempt and its one retry, both on the hanging row
+                time.sleep(1.5)
+                killed.append(pool.workers[0].process.pid)
+                os.kill(killed[-1], signal.SIGKILL)
+
+        thread = threading.Thread(target=killer)
+        thread.start()
+        answers = dict(pool.imap(iter([_range_job(tmp_path, hang_at=6)])))
+        thread.join()
+    assert answers.pop(("file", 6)) == Verdict(False, "crashed")
+    assert answers == {("file", i): (True, None, "4") for i in range(10) if i != 6}
+    assert len(set(killed)) == 2 and pool.stats == {"timeout": 0, "crashed": 1, "retried": 1}

@@ -170,3 +170,31 @@ def test_a_row_of_a_range_whose_worker_is_killed_is_retried_then_crashed(tmp_pat
     assert answers.pop(("file", 6)) == Verdict(False, "crashed")
     assert answers == {("file", i): (True, None, "4") for i in range(10) if i != 6}
     assert len(set(killed)) == 2 and pool.stats == {"timeout": 0, "crashed": 1, "retried": 1}
+
+
+def test_repetition_share_in_numpy_equals_the_plain_definition():
+    import random
+
+    from distill.verify.repetition import repeated_share, repeated_share_exact
+
+    rng = random.Random(0)
+    vocabulary = ["the", "sum", "x", "=", "3", "Wait,", "let", "me", "check", "é", "\\frac{1}{2}", "∑", "每天", "ab", "ba"]
+    # every kind of whitespace str.split() knows, ASCII and not, runs of it, and none at the ends
+    spaces = [" ", "\n", "\t", "  ", "\r\n", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\xa0", "\u2003", "\u3000", "\u2029"]
+    for trial in range(300):
+        words = [rng.choice(vocabulary) for _ in range(rng.randint(0, 400))]
+        if trial % 3 == 0:  # a loop
+            words += words[-rng.randint(1, 30):] * rng.randint(1, 20)
+        text = "".join(w + rng.choice(spaces) for w in words)
+        text = rng.choice(["", " ", "\n"]) + text
+        for n in (2, 10):
+            assert repeated_share(text, n) == repeated_share_exact(text, n), (trial, n)
+
+
+def test_foreign_letters_found_as_letter_by_letter_counting_finds_them():
+    from distill.verify.language import foreign_share, has_foreign_letters
+
+    for text in ["plain ASCII reasoning, x = 3", "with × and − and α, π, é, ñ", "mixed 每天 in", "Сначала", "ثم", "שלום",
+                 "नमस्ते", "สวัสดี", "カタカナ", "한국어", "fullwidth Ａ", "∑∫√", "emoji 🙂 only"]:
+        foreign, _ = foreign_share(text, "latin")
+        assert has_foreign_letters(text) == (foreign > 0), text

@@ -4,6 +4,12 @@ R1's distillation data dropped reasoning that mixes languages (Chinese inside an
 prompt's thinking is the common case). Letters are counted by script; Greek is ignored (math
 uses α, β, π in any language), and so are digits, symbols, LaTeX commands (\\boxed, \\frac) and
 single-letter variables, which a Chinese chain of thought writes in Latin letters too.
+
+For a prompt in Latin script (nearly all of them) only letters of the other scripts count
+against a row, and none of those is ASCII: an ASCII text passes at once, and otherwise only its
+non-ASCII code points (a few × or α in most English reasoning) are looked at, in numpy, each
+distinct one classified once. Only a row that has some such letters, or a prompt in another
+script, is counted letter by letter as before.
 """
 
 from __future__ import annotations
@@ -58,12 +64,33 @@ def foreign_share(text: str, script: str) -> tuple[float, int]:
     return ((total - len(patterns[script].findall(text))) / total if total else 0.0), total
 
 
+@lru_cache(maxsize=65536)
+def _not_latin(point: int) -> bool:
+    """Whether a code point is a letter of one of the scripts above other than Latin."""
+    patterns, _ = _patterns()
+    char = chr(point)
+    return any(p.match(char) for name, p in patterns.items() if name != "latin")
+
+
+def has_foreign_letters(text: str) -> bool:
+    """Whether `text` holds any letter of a script other than Latin (exactly; fast)."""
+    if text.isascii():
+        return False
+    import numpy as np
+
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    return any(_not_latin(int(p)) for p in np.unique(points[points >= 0x80]))
+
+
 @register("language", isolated=True)  # linear, but it reads every letter: in parallel
 def check_language(row: dict, options: dict) -> Verdict:
     prompt = dominant_script(row.get("problem") or "")
     if prompt is None:
         return Verdict(True)
-    foreign, letters = foreign_share(f"{row.get('reasoning') or ''}\n{row.get('response') or ''}", prompt)
+    text = f"{row.get('reasoning') or ''}\n{row.get('response') or ''}"
+    if prompt == "latin" and not has_foreign_letters(text):
+        return Verdict(True)  # no letter of another script: a share of 0
+    foreign, letters = foreign_share(text, prompt)
     if letters >= MIN_LETTERS and foreign > options.get("language_threshold", 0.05):
         return Verdict(False, "language_mixing")
     return Verdict(True)

@@ -33,7 +33,7 @@ from .dedup import load_contamination, NearDuplicates
 from .errors import ConfigError, UserError
 from .filterwork import KEYS, messages_for  # noqa: F401 - messages_for: part of this module's face
 from .prompting import split_think
-from .report import CANDIDATES, INPUTS, PASS1, REJECTED, build_report, print_report, write_plots  # noqa: F401 - print_report is the CLI's
+from .report import CANDIDATES, INPUTS, PASS1, REJECTED, build_report, prepare_plots, print_report, write_plots  # noqa: F401 - print_report is the CLI's
 from .select import choose, cutoffs, pass_rates
 from .ui import console, plural
 
@@ -124,6 +124,11 @@ def run_filter(recipe: Recipe, source: Path, out: Path, rank: int = 0, world_siz
         runfolder.claim(Path(out), recipe, "filter", started=True)
         _claim_inputs(stage, data, files, started=True)
         return _finished(stage)
+    if any(verify.VERIFIERS[n].isolated for n in cfg.verifiers):
+        from .verify.pool import start_server
+
+        start_server()  # its imports (math-verify, sympy) load while this process sets up
+    prepare_plots()  # matplotlib loads in a thread while the workers verify, not after them
     # the benchmarks load (hub or file) before anything is written, so a bad one costs nothing
     contamination = load_contamination(cfg.decontaminate, cfg.decontaminate_ngram)
     done1 = shards.forget_missing(

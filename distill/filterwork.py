@@ -115,13 +115,20 @@ def read_table(path: Path) -> pa.Table:
     return _KEPT[str(path)]
 
 
-def read_rows(path: Path, start: int = 0, stop: int | None = None) -> list[dict]:
-    """Rows [start, stop) as dicts with every trace column, `reasoning`, `response`, `think`."""
+# what the verifiers may read of a trace row (the rest is only carried into the outputs)
+VERIFY_COLUMNS = ("id", "problem", "answer", "completion", "domain", "choices", "tests", "finish_reason",
+                  "completion_tokens")
+
+
+def read_rows(path: Path, start: int = 0, stop: int | None = None, columns=None) -> list[dict]:
+    """Rows [start, stop) as dicts with the trace columns (all, or `columns`), `reasoning`,
+    `response` and `think`."""
     table = read_table(path)
     stop = table.num_rows if stop is None else stop
     part = table.slice(start, stop - start)
-    columns = {name: part.column(name).to_pylist() for name in part.column_names}
-    rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
+    names = [c for c in part.column_names if columns is None or c in columns]
+    values = {name: part.column(name).to_pylist() for name in names}
+    rows = [dict(zip(values, row)) for row in zip(*values.values())]
     for row in rows:
         for key, default in DEFAULTS.items():
             row.setdefault(key, default)
@@ -145,7 +152,7 @@ def verify_range(path: str, names: tuple[str, ...], options: dict, skip: frozens
     """Emit one verdict per row of [start, stop): (ok, reason, extracted), or None for a row in
     `skip` (already decided, say contaminated). A row with its own time limit is announced
     first by emitting the limit (a float), so the pool times it by that."""
-    for i, row in enumerate(read_rows(Path(path), start, stop), start):
+    for i, row in enumerate(read_rows(Path(path), start, stop, VERIFY_COLUMNS), start):
         if i in skip:
             emit(None)
             continue
@@ -163,27 +170,62 @@ def verify_range(path: str, names: tuple[str, ...], options: dict, skip: frozens
 def write_file(path: str, index: int, pass1: str, names: tuple[str, ...], verdicts: list, rates: list,
                keep: list, contaminated: dict, dedup: bool, seed: int) -> tuple[int, int]:
     """Write one file's pass-1 shards from its verdicts ((ok, reason, extracted) per row), pass
-    rates and keep mask; return (candidates, rejected). Marking it done is the caller's."""
-    candidates, rejected = [], []
-    for i, row in enumerate(read_rows(Path(path))):
-        ok, reason, extracted = verdicts[i]
+    rates and keep mask; return (candidates, rejected). Marking it done is the caller's.
+
+    Column by column: the trace columns are carried as Arrow arrays (filtered by the keep
+    mask), and only what is new is made in Python: the two halves of each completion, the
+    verdict columns, and for kept rows the conversation, dedup key and quota draw."""
+    import pyarrow.compute as pc
+
+    table = read_table(Path(path))
+    n = table.num_rows
+    column = {c: table.column(c).to_pylist() for c in ("id", "sample_idx", "problem", "completion", "domain",
+                                                      "gen_config") if c in table.column_names}
+    completions = column["completion"]
+    halves = [split_think(c or "") for c in completions]
+    domains = column.get("domain") or [DEFAULTS["domain"]] * n
+    applied: dict = {}  # the verifier column depends on the domain alone
+    verifier = []
+    for i, domain in enumerate(domains):
         benchmark = contaminated.get(i)
-        row["verifier"] = f"decontaminate:{benchmark}" if benchmark else ",".join(n for n in names if verify.applies(n, row))
-        row["extracted_answer"] = extracted
-        row["pass_rate"] = rates[i]
-        if keep[i]:
-            row["messages"] = messages_for(row)
-            row["_key"] = exact_key(row["problem"] or "", row["completion"] or "") if dedup else 0
-            row["_draw"] = draw(seed, row["id"], row["sample_idx"])
-            candidates.append(row)
+        if benchmark:
+            verifier.append(f"decontaminate:{benchmark}")
         else:
-            row["reject_reason"] = reason if not ok else "not_selected"
-            rejected.append(row)
+            if domain not in applied:
+                applied[domain] = ",".join(v for v in names if verify.applies(v, {"domain": domain}))
+            verifier.append(applied[domain])
+    new = {"reasoning": [h[0] for h in halves], "response": [h[1] for h in halves],
+           "extracted_answer": [v[2] for v in verdicts], "verifier": verifier, "pass_rate": rates}
+    kept = [i for i in range(n) if keep[i]]
+    gone = [i for i in range(n) if not keep[i]]
+    problems, configs = column["problem"], column.get("gen_config") or [None] * n
+    messages = [messages_for({"problem": problems[i], "gen_config": configs[i], "reasoning": halves[i][0],
+                              "response": halves[i][1]}) for i in kept]
+    keys = [exact_key(problems[i] or "", completions[i] or "") if dedup else 0 for i in kept]
+    draws = [draw(seed, column["id"][i], column["sample_idx"][i]) for i in kept]
+    reasons = [verdicts[i][1] if not verdicts[i][0] else "not_selected" for i in gone]
+
+    def build(rows: list[int], target: pa.Schema, extra: dict) -> pa.Table:
+        take = pa.array(rows, pa.int64())
+        arrays = []
+        for field in target:
+            if field.name in extra:
+                arrays.append(pa.array(extra[field.name], field.type))
+            elif field.name in new:
+                values = new[field.name]
+                arrays.append(pa.array([values[i] for i in rows], field.type))
+            elif field.name in table.column_names:
+                arrays.append(pc.take(table.column(field.name), take).cast(field.type))
+            else:
+                arrays.append(pa.nulls(len(rows), field.type))
+        return pa.Table.from_arrays(arrays, schema=target)
+
     folder = Path(pass1)
-    shards.write_table(folder / CANDIDATES / shards.shard_name(index), schema.table(candidates, schema.FILTERED))
-    shards.write_table(folder / KEYS / shards.shard_name(index), schema.table(candidates, KEY_SCHEMA))
-    shards.write_table(folder / REJECTED / shards.shard_name(index), schema.table(rejected, schema.REJECTED))
-    return len(candidates), len(rejected)
+    shards.write_table(folder / CANDIDATES / shards.shard_name(index), build(kept, schema.FILTERED, {"messages": messages}))
+    shards.write_table(folder / KEYS / shards.shard_name(index), pa.table({"_key": pa.array(keys, pa.int64()),
+                                                                           "_draw": pa.array(draws, pa.int64())}))
+    shards.write_table(folder / REJECTED / shards.shard_name(index), build(gone, schema.REJECTED, {"reject_reason": reasons}))
+    return len(kept), len(gone)
 
 
 def run_job(fn: str, args: tuple, start: int, stop: int, emit) -> None:

@@ -72,10 +72,24 @@ def check_math(row: dict, options: dict) -> Verdict:
 def math_verdict(gold: str, response: str, fast: bool = True) -> Verdict:
     """The verdict for a non-empty gold; `fast=False` skips the fast path (for the test that
     checks it never changes a verdict)."""
+    boxed = last_boxed(response)
     if fast:
-        verdict = quick_verdict(gold, response, last_boxed(response))
+        verdict = quick_verdict(gold, response, boxed)
         if verdict is not None:
             return verdict
+    if boxed:  # the verdict then depends on the gold and the box alone
+        return _boxed_verdict(gold, boxed) if fast else _boxed_verdict.__wrapped__(gold, boxed)
+    return _verdict(gold, response)
+
+
+# Samples of one problem mostly box the same answer: math-verify judges each (gold, box) once
+# per worker. Its verdicts are pure functions of the two strings.
+@lru_cache(maxsize=8192)
+def _boxed_verdict(gold: str, boxed: str) -> Verdict:
+    return _verdict(gold, f"\\boxed{{{boxed}}}")
+
+
+def _verdict(gold: str, response: str) -> Verdict:
     from math_verify import verify
 
     gold_parsed = _parse_gold(gold)

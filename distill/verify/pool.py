@@ -55,6 +55,23 @@ def write_frame(fd: int, obj: Any) -> None:
         view = view[os.write(fd, view):]
 
 
+def _context():
+    ctx = mp.get_context("forkserver")
+    # "__main__" too: the server imports the main module once, so each worker skips
+    # multiprocessing's per-child re-import of it and starts in milliseconds.
+    ctx.set_forkserver_preload(["__main__", _WORKER_MODULE])
+    return ctx
+
+
+def start_server() -> None:
+    """Start the forkserver now, without waiting for it: it imports the worker module (about
+    half a second) while the caller gets on with other work; the pool's workers fork from it."""
+    from multiprocessing import forkserver
+
+    _context()
+    forkserver.ensure_running()
+
+
 class Job:
     """Rows [start, stop) of `distill.filterwork.run_job(fn, args, start, stop, emit)`; the
     pool yields ((key, row), value) for each row, value being what the job emitted for it (or a
@@ -134,10 +151,7 @@ class VerifyPool:
     def __init__(self, workers: int = 0, timeout: float = 5.0, batch: int = 16) -> None:
         self.size = workers or os.cpu_count() or 1
         self.timeout, self.batch = timeout, batch
-        self.ctx = mp.get_context("forkserver")
-        # "__main__" too: the server imports the main module once, so each worker skips
-        # multiprocessing's per-child re-import of it and starts in milliseconds.
-        self.ctx.set_forkserver_preload(["__main__", _WORKER_MODULE])
+        self.ctx = _context()
         self.workers = [_Worker(self.ctx) for _ in range(self.size)]
         self.stats = {"timeout": 0, "crashed": 0, "retried": 0}
 

@@ -175,20 +175,23 @@ def test_a_row_of_a_range_whose_worker_is_killed_is_retried_then_crashed(tmp_pat
 def test_repetition_share_in_numpy_equals_the_plain_definition():
     import random
 
-    from distill.verify.repetition import repeated_share, repeated_share_exact
+    from distill.verify.repetition import repeated_share, repeated_share_exact, repeated_share_numpy
 
     rng = random.Random(0)
     vocabulary = ["the", "sum", "x", "=", "3", "Wait,", "let", "me", "check", "é", "\\frac{1}{2}", "∑", "每天", "ab", "ba"]
     # every kind of whitespace str.split() knows, ASCII and not, runs of it, and none at the ends
     spaces = [" ", "\n", "\t", "  ", "\r\n", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\xa0", "\u2003", "\u3000", "\u2029"]
     for trial in range(300):
-        words = [rng.choice(vocabulary) for _ in range(rng.randint(0, 400))]
+        words = [rng.choice(vocabulary) for _ in range(rng.randint(0, 400 if trial % 2 else 3000))]
         if trial % 3 == 0:  # a loop
             words += words[-rng.randint(1, 30):] * rng.randint(1, 20)
         text = "".join(w + rng.choice(spaces) for w in words)
         text = rng.choice(["", " ", "\n"]) + text
+        if trial % 5 == 0:  # ASCII only: read a byte a character
+            text = text.encode("ascii", "ignore").decode()
         for n in (2, 10):
-            assert repeated_share(text, n) == repeated_share_exact(text, n), (trial, n)
+            exact = repeated_share_exact(text, n)
+            assert repeated_share_numpy(text, n) == exact and repeated_share(text, n) == exact, (trial, n)
 
 
 def test_foreign_letters_found_as_letter_by_letter_counting_finds_them():

@@ -6,7 +6,9 @@ Two passes, both streaming shard by shard and both resumable:
 1. per input file (split over `--rank/--world-size`): decontaminate, verify, compute each
    problem's pass rate, select samples per problem. Survivors go to `_pass1/candidates/` (their
    dedup keys and quota draws to `_pass1/keys/`), the rest to `_pass1/rejected/`, then the file
-   is marked done in `_pass1/_done/`.
+   is marked done in `_pass1/_done/`. This process reads only small columns (ids, sample
+   indices, problems when decontaminating) and keeps the verdicts; the verifier workers read
+   the rows themselves, 64 at a time, and write each file's shards (distill/filterwork.py).
 2. once every file has passed (in whichever process finds that so): one scan of the candidates'
    small columns (dedup key, id, group, draw) in file order decides exact and near duplicates
    and the quota cut-offs; then each file's final `data/` and `rejected/` shards are written
@@ -63,7 +65,8 @@ def check_config(recipe: Recipe) -> None:
             raise ConfigError("filter.near_dedup needs datasketch: pip install datasketch") from None
 
 
-# What isolated verifiers may read; the raw completion and the rest of the row stay here.
+# For rows held in memory (distill eval's samples): what isolated verifiers may read; the raw
+# completion and the rest of the row stay here.
 PAYLOAD = ("id", "problem", "answer", "reasoning", "response", "domain", "choices", "tests", "finish_reason", "think",
            "completion_tokens")
 

@@ -148,10 +148,18 @@ def row_timeout(row: dict, names: tuple[str, ...], options: dict) -> float | Non
     return max(options["timeout"], cases * options["code_timeout"] + 5)
 
 
+READ_LIMIT = 600.0  # seconds to read (and decode) one trace file, however large
+
+
 def verify_range(path: str, names: tuple[str, ...], options: dict, skip: frozenset, start: int, stop: int, emit) -> None:
     """Emit one verdict per row of [start, stop): (ok, reason, extracted), or None for a row in
-    `skip` (already decided, say contaminated). A row with its own time limit is announced
-    first by emitting the limit (a float), so the pool times it by that."""
+    `skip` (already decided, say contaminated). A float emitted is the time limit for what
+    follows (0: the pool's own): reading a file not read yet gets its own, and so does a row
+    with a limit of its own (code rows), so the pool times each by that."""
+    if str(path) not in _KEPT:
+        emit(READ_LIMIT)
+        read_table(Path(path))
+        emit(0.0)
     for i, row in enumerate(read_rows(Path(path), start, stop, VERIFY_COLUMNS), start):
         if i in skip:
             emit(None)
@@ -230,8 +238,9 @@ def write_file(path: str, index: int, pass1: str, names: tuple[str, ...], verdic
 
 def run_job(fn: str, args: tuple, start: int, stop: int, emit) -> None:
     """A job of the worker pool: `fn` names one of the two functions above. A user mistake
-    found in a worker (an unreadable file, a column of the wrong type) comes back as its
-    message (a str) instead of a verdict, for the filter process to report in one line."""
+    found in a worker (an unreadable file, a column of the wrong type) or a failure to read or
+    write (a full disk) comes back as its message (a str) instead of a verdict, for the filter
+    process to report in one line."""
     try:
         if fn == "verify":
             verify_range(*args, start, stop, emit)
@@ -239,3 +248,5 @@ def run_job(fn: str, args: tuple, start: int, stop: int, emit) -> None:
             emit(write_file(*args))
     except UserError as e:
         emit(str(e))
+    except Exception as e:  # noqa: BLE001 - say, a full disk: one line from the filter process
+        emit(f"{args[0]}: {'writing the filter shards' if fn == 'write' else 'reading'} failed: {e}")

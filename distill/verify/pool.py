@@ -230,8 +230,8 @@ class VerifyPool:
                     for value in arrived:
                         key, payload, attempt, limit = worker.pending[0]
                         if isinstance(payload, Job):
-                            if isinstance(value, float):  # the next row's own time limit
-                                worker.limit = value
+                            if isinstance(value, float):  # the limit for what follows (0: ours)
+                                worker.limit = value or None
                                 continue
                             key = (key, payload.start)
                             if payload.start + 1 < payload.stop:

@@ -38,6 +38,7 @@ MAX_CHARS = 32  # longer numbers are rare and not worth a proof of how sympy tre
 MAX_SIZE = 10**9  # beyond this, non-integers go to math-verify (float precision)
 
 
+@lru_cache(maxsize=65536)  # a gold answer comes with every sample of its problem
 def plain_number(text: str) -> tuple[Fraction, bool] | None:
     """(value, whole) for a number as a gold answer or a box holds it; None if not a plain one."""
     text = text.strip()

@@ -194,10 +194,21 @@ def test_repetition_share_in_numpy_equals_the_plain_definition():
             assert repeated_share_numpy(text, n) == exact and repeated_share(text, n) == exact, (trial, n)
 
 
-def test_foreign_letters_found_as_letter_by_letter_counting_finds_them():
-    from distill.verify.language import foreign_share, has_foreign_letters
+def test_letters_per_script_counted_as_one_regex_pass_per_script_counts_them():
+    import random
 
-    for text in ["plain ASCII reasoning, x = 3", "with × and − and α, π, é, ñ", "mixed 每天 in", "Сначала", "ثم", "שלום",
-                 "नमस्ते", "สวัสดี", "カタカナ", "한국어", "fullwidth Ａ", "∑∫√", "emoji 🙂 only"]:
-        foreign, _ = foreign_share(text, "latin")
-        assert has_foreign_letters(text) == (foreign > 0), text
+    from distill.verify.language import _NOT_LANGUAGE, _patterns, has_foreign_letters, script_counts
+
+    def by_regex(text):  # the plain way: every letter matched, one pass per script
+        text = _NOT_LANGUAGE.sub(" ", text)
+        return {name: len(p.findall(text)) for name, p in _patterns()[0].items()}
+
+    pieces = ["plain ASCII reasoning, x = 3 ", "with × and − and α, π, é, ñ ", "mixed 每天 in", "Сначала ", "ثم", "שלום",
+              "नमस्ते", "สวัสดี", "カタカナ", "한국어", "fullwidth Ａ ", "∑∫√", "emoji 🙂 ", "中a中", " a ", "\\frac{a}{b} ",
+              "\\alpha", "ºª", "\ud800"]
+    rng = random.Random(1)
+    for trial in range(300):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        counts = by_regex(text)
+        assert script_counts(text) == counts, text
+        assert has_foreign_letters(text) == any(v for k, v in counts.items() if k != "latin"), text

@@ -1,6 +1,6 @@
 """The language and repetition checks on R1-length reasoning, against the math verdict.
 
-    python bench/filter_long.py [--tokens 2000 8000 25000] [--rows 40] [--filter-rows 400]
+    python bench/filter_long.py [--tokens 2000 8000 25000] [--rows 40] [--filter-rows 1000]
 
 Rows are real model reasoning: MATH responses from ../shared/data/math_cot_100_samples.jsonl
 concatenated (each a different problem) up to the length asked, at 4 characters a token (8k
@@ -44,7 +44,8 @@ def long_rows(count: int, chars: int, data: Path = DATA) -> list[dict]:
             size += len(r["response"]) + 2
             j += 101  # another problem each time (100 problems × 8 samples)
         last = responses[(j - 101) % len(responses)]
-        reasoning = "\n\n".join(parts[:-1])
+        # the same problems come round again every 800 rows: an opening line keeps rows unique
+        reasoning = f"Attempt {i // len(responses) + 1}.\n\n" + "\n\n".join(parts[:-1])
         if i % 2:
             for command, symbol in SYMBOLS.items():
                 reasoning = reasoning.replace(command, symbol)
@@ -150,7 +151,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, nargs="+", default=[2000, 8000, 25000])
     parser.add_argument("--rows", type=int, default=40, help="rows per length for the per-check timings")
-    parser.add_argument("--filter-rows", type=int, default=400, help="rows per length through `distill filter`")
+    parser.add_argument("--filter-rows", type=int, default=1000, help="rows per length through `distill filter`")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--data", type=Path, default=DATA, help="folder with the labelled JSONL files")
     args = parser.parse_args()

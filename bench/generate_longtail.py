@@ -49,7 +49,7 @@ def recipe_for(args, prompts: Path):
     return load_recipe("quickstart", [
         "teacher=smollm2-135m-instruct", "data=[gsm8k]", f"data.0.path={prompts}", f"data.0.limit={args.prompts}",
         f"generate.n={args.n}", f"generate.max_tokens={args.max_tokens}", "generate.backend=vllm",
-        f"generate.shard_size={args.shard}", "teacher.template.user={problem}",
+        f"generate.shard_size={args.shard}", "teacher.template.user=Question: {problem}",
     ])
 
 

@@ -136,6 +136,7 @@ def main() -> None:
                 print(f"round {r} {side}: {tokens} tokens in {seconds:.1f} s = {tokens / seconds:.1f} tok/s "
                       f"(answer characters: median {lengths[len(lengths) // 2]}, max {lengths[-1]})", flush=True)
             same.append(sum(texts["distill"].get(k) == v for k, v in texts["per_shard"].items()))
+            print(f"round {r}: {same[-1]} of {len(texts['per_shard'])} samples identical on both sides", flush=True)
     report("generate_longtail", tuple(totals["distill"]), tuple(totals["per_shard"]), ("distill", "per_shard_generate"))
     print(json.dumps({"samples_identical_per_round": same, "samples_per_round": args.prompts * args.n}))
 

@@ -75,7 +75,7 @@ def start_server() -> None:
 class Job:
     """Rows [start, stop) of `distill.filterwork.run_job(fn, args, start, stop, emit)`; the
     pool yields ((key, row), value) for each row, value being what the job emitted for it (or a
-    Verdict of `timeout` / `crashed`). `rows_ahead`: how many rows a worker may hold queued."""
+    Verdict of `timeout` / `crashed`); `timeout` replaces the pool's for its rows."""
 
     __slots__ = ("key", "fn", "args", "start", "stop", "timeout")
 
@@ -189,7 +189,9 @@ class VerifyPool:
             return payload.stop - payload.start if isinstance(payload, Job) else 1
 
         def current(worker: _Worker):
-            """(key of the row it is on, the unanswered rest of its entry or None)."""
+            """What the worker is on: (its key, its payload, attempt, time limit, the rest of its
+            job after it or None); for a job, the key is (job key, row) and the payload that row
+            alone, to be retried or reported by itself."""
             key, payload, attempt, limit = worker.pending[0]
             if not isinstance(payload, Job):
                 return key, payload, attempt, limit, None

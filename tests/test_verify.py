@@ -190,6 +190,8 @@ def test_repetition_share_in_numpy_equals_the_plain_definition():
         if trial % 5 == 0:  # ASCII only: read a byte a character
             text = text.encode("ascii", "ignore").decode()
         for n in (2, 10):
+            if trial == 0:  # nothing at all, and whitespace only
+                assert repeated_share_numpy("", n) == repeated_share_numpy(" \n", n) == 0.0
             exact = repeated_share_exact(text, n)
             assert repeated_share_numpy(text, n) == exact and repeated_share(text, n) == exact, (trial, n)
 

@@ -71,15 +71,23 @@ def repeated_share_numpy(text: str, n: int) -> float:
     else:
         points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         inside = ~table[np.minimum(points, len(table) - 1)]
-    edges = np.diff(np.concatenate(([False], inside, [False])).view(np.int8))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    if not len(points):
+        return 0.0
+    # word boundaries: where inside flips, plus the ends when a word touches them; they
+    # alternate start, end, start, …
+    bounds = np.flatnonzero(inside[1:] != inside[:-1]) + 1
+    if inside[0]:
+        bounds = np.concatenate(([0], bounds))
+    if inside[-1]:
+        bounds = np.concatenate((bounds, [len(points)]))
+    starts, ends = bounds[0::2], bounds[1::2]
     if len(starts) < 3 * n:
         return 0.0
     with np.errstate(over="ignore"):
         powers = _powers(WORD_BASE, len(points) + 1)
         inverse = _powers(pow(WORD_BASE, -1, 1 << 64), len(points) + 1)
         prefix = np.zeros(len(points) + 1, dtype=np.uint64)
-        np.cumsum(points.astype(np.uint64) * powers[:-1], dtype=np.uint64, out=prefix[1:])
+        np.cumsum(np.multiply(points, powers[:-1], dtype=np.uint64), dtype=np.uint64, out=prefix[1:])
         # a word's hash, the same wherever it stands: its span of the prefix sums, shifted back
         words = (prefix[ends] - prefix[starts]) * inverse[starts]
         count = len(words) - n + 1

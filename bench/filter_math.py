@@ -61,13 +61,17 @@ def write_traces(folder: Path, rows: list[dict], count: int, shard_rows: int = 1
 def plain_loop(rows: list[dict]) -> tuple[float, list[bool]]:
     from math_verify import parse, verify
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     verdicts = []
     for r in rows:
         gold = parse(f"${r['answer']}$")
         answer = parse(r["completion"].split("</think>")[-1])
         verdicts.append(bool(gold and answer and verify(gold, answer)))
+    PLAIN_CPU[:] = [time.process_time() - cpu]
     return time.perf_counter() - start, verdicts
+
+
+PLAIN_CPU: list[float] = []
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -77,6 +81,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 WORKER_CPU: list[float] = []
+FILTER_PROCESS_CPU: list[float] = []
 
 
 def _count_worker_cpu() -> None:
@@ -111,9 +116,10 @@ def ours(folder: Path, out: Path, workers: int, checks: str) -> tuple[float, dic
     if checks in ("math", "noop"):  # noop: see bench/filter_scaling.py --ceiling
         sets += [f"filter.verifiers=[format,{checks}]", "filter.dedup=false"]
     recipe = load_recipe(None, sets)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     run_filter(recipe, folder, out)
     seconds = time.perf_counter() - start
+    FILTER_PROCESS_CPU[:] = [time.process_time() - cpu]
     import pyarrow.dataset as pads
 
     kept = set(pads.dataset(out / "filtered" / "data", format="parquet").to_table(columns=["id"]).column("id").to_pylist())
@@ -142,10 +148,16 @@ def main() -> None:
         "distill": {"seconds": round(t_ours, 1), "rows_per_s": round(len(rows) / t_ours, 1),
                     "rows_per_s_per_core": round(len(rows) / t_ours / cores, 1), "agrees_with_labels": agree_ours,
                     # replaced workers (killed for time) are not counted: none are in this data
-                    "rows_per_worker_cpu_s": round(len(rows) / sum(WORKER_CPU), 1) if WORKER_CPU else None},
+                    "rows_per_worker_cpu_s": round(len(rows) / sum(WORKER_CPU), 1) if WORKER_CPU else None,
+                    # CPU seconds of the filter process and its workers together (the forkserver
+                    # that starts them not counted): less disturbed than wall time on a shared machine
+                    "filter_process_cpu_s": round(FILTER_PROCESS_CPU[0], 2),
+                    "cpu_s": round(FILTER_PROCESS_CPU[0] + sum(WORKER_CPU), 2)},
         "plain_loop": {"seconds": round(t_plain, 1), "rows_per_s": round(len(rows) / t_plain, 1),
-                       "agrees_with_labels": agree_plain},
+                       "cpu_s": round(PLAIN_CPU[0], 2), "agrees_with_labels": agree_plain},
         "ratio": round(t_plain / t_ours, 3),
+        "cpu_ratio": round(PLAIN_CPU[0] / (FILTER_PROCESS_CPU[0] + sum(WORKER_CPU)), 3) if WORKER_CPU else None,
+        "load_average": os.getloadavg()[0],
     }
     print(json.dumps(result))
 

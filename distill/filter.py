@@ -6,7 +6,9 @@ Two passes, both streaming shard by shard and both resumable:
 1. per input file (split over `--rank/--world-size`): decontaminate, verify, compute each
    problem's pass rate, select samples per problem. Survivors go to `_pass1/candidates/` (their
    dedup keys and quota draws to `_pass1/keys/`), the rest to `_pass1/rejected/`, then the file
-   is marked done in `_pass1/_done/`.
+   is marked done in `_pass1/_done/`. This process reads only small columns (ids, sample
+   indices, problems when decontaminating) and keeps the verdicts; the verifier workers read
+   the rows themselves, 64 at a time, and write each file's shards (distill/filterwork.py).
 2. once every file has passed (in whichever process finds that so): one scan of the candidates'
    small columns (dedup key, id, group, draw) in file order decides exact and near duplicates
    and the quota cut-offs; then each file's final `data/` and `rejected/` shards are written
@@ -23,107 +25,25 @@ from __future__ import annotations
 import json
 import shutil
 from contextlib import contextmanager
-from functools import lru_cache
 from pathlib import Path
 
 import pyarrow as pa
 
-from . import runfolder, schema, shards, verify
-from .config import FilterConfig, PromptTemplate, Recipe
-from .dedup import exact_key, load_contamination, NearDuplicates
+from . import filterwork, runfolder, schema, shards, verify
+from .config import FilterConfig, Recipe
+from .dedup import load_contamination, NearDuplicates
 from .errors import ConfigError, UserError
-from .prompting import assistant_content, prompt_messages, split_think
-from .report import CANDIDATES, INPUTS, PASS1, REJECTED, build_report, print_report, write_plots  # noqa: F401 - print_report is the CLI's
-from .select import choose, cutoffs, draw, pass_rates
+from .filterwork import KEYS, messages_for  # noqa: F401 - messages_for: part of this module's face
+from .prompting import split_think
+from .report import CANDIDATES, INPUTS, PASS1, REJECTED, build_report, prepare_plots, print_report, write_plots  # noqa: F401 - print_report is the CLI's
+from .select import choose, cutoffs, pass_rates
 from .ui import console, plural
 
 STAGE = "filtered"
-KEYS = "keys"
-REQUIRED = ("id", "sample_idx", "problem", "completion")
-DEFAULTS = {"answer": None, "source": "unknown", "domain": "math", "finish_reason": None, "teacher": None,
-            "prompt_tokens": None, "completion_tokens": None, "gen_config": None, "choices": None, "tests": None}
-# beside each candidate shard: every row's dedup key and quota draw, for the second pass
-KEY_SCHEMA = pa.schema([("_key", pa.int64()), ("_draw", pa.int64())])
-# the filter settings the verifiers read, sent to the workers with the rows
+# filter settings that only change how fast it runs, not what it keeps
 OPTION_KEYS = ("require_think", "reject_truncated", "timeout", "language_threshold", "repetition_ngram",
                "repetition_threshold", "min_tokens", "max_tokens", "code_timeout", "code_memory_mb",
                "code_sandbox")
-
-
-@lru_cache(maxsize=64)
-def _template(gen_config: str | None) -> PromptTemplate | None:
-    """The prompt template a trace was generated with (None for traces from elsewhere)."""
-    if not gen_config:
-        return None
-    try:
-        return PromptTemplate(**json.loads(gen_config)["template"])
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def messages_for(row: dict) -> list[dict]:
-    """The conversation a student learns: the teacher's own prompt, then its verified answer."""
-    template = _template(row.get("gen_config"))
-    if template is None:
-        prompt = [{"role": "user", "content": row["problem"]}]
-    else:
-        prompt = prompt_messages(template, row["problem"])
-    return prompt + [{"role": "assistant", "content": assistant_content(row["reasoning"], row["response"])}]
-
-
-def _check_columns(path: Path, names: list[str]) -> None:
-    missing = [c for c in REQUIRED if c not in names]
-    if missing:
-        raise UserError(
-            f"{path}: missing column '{missing[0]}'; trace shards need at least {', '.join(REQUIRED)}"
-        )
-
-
-def _text(value):
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # an answer column read as numbers: 27.0 is "27"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value)  # e.g. `tests` stored as a struct
-    return str(value)
-
-
-def _conform(table: pa.Table, path: Path) -> pa.Table:
-    """Traces from elsewhere come with their own column types (a numeric `answer`, `tests` as a
-    struct, `choices` as a JSON string, token counts as text): bring them to the trace schema, or
-    name the column that cannot be."""
-    for field in schema.TRACE:
-        if field.name not in table.column_names:
-            continue
-        column = table.column(field.name)
-        if column.type == field.type or (pa.types.is_integer(field.type) and pa.types.is_integer(column.type)):
-            continue
-        values = column.to_pylist()
-        try:
-            if pa.types.is_integer(field.type):
-                values = [None if v is None else int(str(v).strip()) if isinstance(v, str) else int(v) for v in values]
-            elif pa.types.is_list(field.type):
-                values = [json.loads(v) if isinstance(v, str) else v for v in values]
-                values = [None if v is None else [_text(x) for x in v] for v in values]
-            else:
-                values = [_text(v) for v in values]
-            array = pa.array(values, field.type)
-        except (ValueError, TypeError, pa.ArrowException):
-            want = {"int32": "whole numbers", "string": "text"}.get(str(field.type), "a list of strings")
-            raise UserError(f"{path}: column '{field.name}' must hold {want} (has {column.type})") from None
-        table = table.set_column(table.column_names.index(field.name), field.name, array)
-    return table
-
-
-def _read_traces(path: Path) -> list[dict]:
-    table = shards.read_file(path)
-    _check_columns(path, table.column_names)
-    rows = _conform(table, path).to_pylist()
-    for row in rows:
-        for key, default in DEFAULTS.items():
-            row.setdefault(key, default)
-    return rows
 
 
 def check_config(recipe: Recipe) -> None:
@@ -149,6 +69,51 @@ def check_config(recipe: Recipe) -> None:
             raise ConfigError("filter.near_dedup needs datasketch: pip install datasketch") from None
 
 
+# For rows held in memory (distill eval's samples): what isolated verifiers may read; the raw
+# completion and the rest of the row stay here.
+PAYLOAD = ("id", "problem", "answer", "reasoning", "response", "domain", "choices", "tests", "finish_reason", "think",
+           "completion_tokens")
+
+
+def _payload(row: dict) -> dict:
+    return {k: row.get(k) for k in PAYLOAD}
+
+
+def _inline_checks(rows: list[dict], names: tuple[str, ...], options: dict,
+                   verdicts: list[verify.Verdict | None]) -> set[int]:
+    """Run the verifiers that are cheap enough for this process; return the rows that still need
+    the isolated verifiers of the pool. Rows with a verdict already (say, contaminated) are left."""
+    inline = [n for n in names if not verify.VERIFIERS[n].isolated]
+    isolated = [n for n in names if verify.VERIFIERS[n].isolated]
+    for i, row in enumerate(rows):
+        if "think" not in row:
+            row["reasoning"], row["response"], row["think"] = split_think(row["completion"] or "")
+        if verdicts[i] is None:
+            verdicts[i] = verify.run(inline, row, options)
+    return {i for i, row in enumerate(rows) if verdicts[i].ok and any(verify.applies(n, row) for n in isolated)}
+
+
+def _tasks(key, rows: list[dict], pending: set[int], names: tuple[str, ...], options: dict):
+    """The pool's tasks for `rows`: ((key, row index), verifiers, payload, options, timeout)."""
+    isolated = [n for n in names if verify.VERIFIERS[n].isolated]
+    for i in sorted(pending):
+        mine = tuple(n for n in isolated if verify.applies(n, rows[i]))
+        yield (key, i), mine, _payload(rows[i]), options, filterwork.row_timeout(rows[i], mine, options)
+
+
+def _verify_shard(rows: list[dict], names: tuple[str, ...], options: dict, pool) -> list[verify.Verdict]:
+    """Every verdict for one shard's rows: cheap checks inline, the rest through the pool."""
+    verdicts: list[verify.Verdict | None] = [None] * len(rows)
+    pending = _inline_checks(rows, names, options, verdicts)
+    if pending:
+        for (_, i), verdict in pool.imap(_tasks(0, rows, pending, names, options)):
+            verdicts[i] = verdict
+            pending.discard(i)
+    if pending:  # fail closed: a row nobody verified is never kept as verified
+        raise RuntimeError(f"the verifier pool returned no verdict for {len(pending)} rows")
+    return verdicts
+
+
 def _check_sandbox(cfg: FilterConfig, files: list[Path]) -> None:
     """Code rows run generated programs: refuse them, before any work, where the sandbox cannot
     be made, unless the recipe chose to run them unisolated."""
@@ -171,62 +136,6 @@ def _need_sandbox(cfg: FilterConfig, what: str) -> None:
                           f"or set filter.code_sandbox=unsafe-no-isolation to run generated code unisolated")
 
 
-# What isolated verifiers may read; the raw completion and the rest of the row stay here.
-PAYLOAD = ("id", "problem", "answer", "reasoning", "response", "domain", "choices", "tests", "finish_reason", "think",
-           "completion_tokens")
-
-
-def _payload(row: dict) -> dict:
-    return {k: row.get(k) for k in PAYLOAD}
-
-
-def _row_timeout(row: dict, names: tuple[str, ...], options: dict) -> float | None:
-    """Code rows run every test in a fresh process: their limit grows with the number of tests."""
-    if "code" not in names:
-        return None
-    try:
-        spec = json.loads(row.get("tests") or "{}")
-        cases = len(spec.get("inputs") or []) or 1
-    except (ValueError, AttributeError):
-        cases = 1
-    return max(options["timeout"], cases * options["code_timeout"] + 5)
-
-
-def _inline_checks(rows: list[dict], names: tuple[str, ...], options: dict,
-                   verdicts: list[verify.Verdict | None]) -> set[int]:
-    """Run the verifiers that are cheap enough for this process; return the rows that still need
-    the isolated verifiers of the pool. Rows with a verdict already (say, contaminated) are left."""
-    inline = [n for n in names if not verify.VERIFIERS[n].isolated]
-    isolated = [n for n in names if verify.VERIFIERS[n].isolated]
-    for i, row in enumerate(rows):
-        if "think" not in row:
-            row["reasoning"], row["response"], row["think"] = split_think(row["completion"] or "")
-        if verdicts[i] is None:
-            verdicts[i] = verify.run(inline, row, options)
-    return {i for i, row in enumerate(rows) if verdicts[i].ok and any(verify.applies(n, row) for n in isolated)}
-
-
-def _tasks(key, rows: list[dict], pending: set[int], names: tuple[str, ...], options: dict):
-    """The pool's tasks for `rows`: ((key, row index), verifiers, payload, options, timeout)."""
-    isolated = [n for n in names if verify.VERIFIERS[n].isolated]
-    for i in sorted(pending):
-        mine = tuple(n for n in isolated if verify.applies(n, rows[i]))
-        yield (key, i), mine, _payload(rows[i]), options, _row_timeout(rows[i], mine, options)
-
-
-def _verify_shard(rows: list[dict], names: tuple[str, ...], options: dict, pool) -> list[verify.Verdict]:
-    """Every verdict for one shard's rows: cheap checks inline, the rest through the pool."""
-    verdicts: list[verify.Verdict | None] = [None] * len(rows)
-    pending = _inline_checks(rows, names, options, verdicts)
-    if pending:
-        for (_, i), verdict in pool.imap(_tasks(0, rows, pending, names, options)):
-            verdicts[i] = verdict
-            pending.discard(i)
-    if pending:  # fail closed: a row nobody verified is never kept as verified
-        raise RuntimeError(f"the verifier pool returned no verdict for {len(pending)} rows")
-    return verdicts
-
-
 def run_filter(recipe: Recipe, source: Path, out: Path, rank: int = 0, world_size: int = 1) -> dict:
     """Verify and select the traces in `source`; write `out/filtered` (kept, rejected, report)."""
     try:
@@ -244,7 +153,7 @@ def _run_filter(recipe: Recipe, source: Path, out: Path, rank: int, world_size: 
     if not files:
         raise UserError(f"{data}: no Parquet files to filter")
     for f in files:  # every input readable, with the columns a trace needs, before any work
-        _check_columns(f, shards.open_file(f).schema_arrow.names)
+        filterwork.check_columns(f, shards.open_file(f).schema_arrow.names)
     _check_sandbox(cfg, files)
     stage = Path(out) / STAGE
     pass1 = stage / PASS1
@@ -252,6 +161,11 @@ def _run_filter(recipe: Recipe, source: Path, out: Path, rank: int, world_size: 
         runfolder.claim(Path(out), recipe, "filter", started=True)
         _claim_inputs(stage, data, files, None)
         return _finished(stage)
+    if any(verify.VERIFIERS[n].isolated for n in cfg.verifiers):
+        from .verify.pool import start_server
+
+        start_server()  # its imports (math-verify, sympy) load while this process sets up
+    prepare_plots()  # matplotlib loads in a thread while the workers verify, not after them
     # the benchmarks load (hub or file) before anything is written, so a bad one costs nothing
     contamination = load_contamination(cfg.decontaminate, cfg.decontaminate_ngram)
     done1 = shards.forget_missing(
@@ -339,111 +253,167 @@ def _claim_inputs(stage: Path, data: Path, files: list[Path], done: set[int] | N
 # ---------------------------------------------------------------- pass 1: per file
 
 
-class _FileWork:
-    """One input file in flight through pass 1: its rows, their verdicts so far, and the rows
-    still out at the pool."""
+RANGE = 64  # rows per job: enough to make handing it out cheap, few enough to keep both workers busy
+WRITE_TIMEOUT = 600.0  # seconds for a worker to write one file's pass-1 shards
 
-    def __init__(self, path: Path, index: int, rows: list[dict], verdicts: list, pending: set[int]) -> None:
-        self.path, self.index, self.rows, self.verdicts, self.pending = path, index, rows, verdicts, pending
+
+class _File:
+    """One input file in flight through pass 1, as the filter process holds it: a few small
+    columns per row and the verdicts so far, never the text of a completion."""
+
+    def __init__(self, path: Path, index: int, table: pa.Table, contaminated: dict[int, str]) -> None:
+        self.path, self.index, self.contaminated = path, index, contaminated
+        self.rows = table.num_rows
+        # what pass rates and selection need: problem id, sample index, completion length
+        self.keys = [{"id": i, "sample_idx": s, "completion_tokens": t} for i, s, t in
+                     zip(table.column("id").to_pylist(), table.column("sample_idx").to_pylist(),
+                         table.column("tokens").to_pylist())]
+        self.verdicts: list = [None] * self.rows
+        for i in contaminated:
+            self.verdicts[i] = (False, "contaminated", None)
+        self.pending = self.rows - len(contaminated)
+
+    def jobs(self, names: tuple[str, ...], options: dict):
+        from .verify.pool import Job
+
+        for start in range(0, self.rows, RANGE):
+            stop = min(self.rows, start + RANGE)
+            skip = frozenset(i for i in self.contaminated if start <= i < stop)
+            if len(skip) < stop - start:
+                yield Job(self.index, "verify", (str(self.path), names, options, skip), start, stop)
+
+    def answer(self, row: int, value) -> None:
+        """Record what the pool answered for a row: a verdict tuple, or a Verdict of its own."""
+        if row in self.contaminated or value is None:
+            return
+        if isinstance(value, str):  # a user mistake met in the worker (say, a column's type)
+            raise UserError(value)
+        if isinstance(value, verify.Verdict):  # timeout, crashed
+            value = (value.ok, value.reason, value.extracted)
+        if self.verdicts[row] is None:
+            self.pending -= 1
+        self.verdicts[row] = value
+
+    def write_args(self, pass1: Path, cfg: FilterConfig) -> tuple:
+        """Pass rates and the per-problem choice, then what a worker needs to write the file."""
+        ok = [v[0] for v in self.verdicts]
+        rates = pass_rates(self.keys, ok)
+        keep = choose(self.keys, ok, cfg.select, cfg.select_k)
+        return (str(self.path), self.index, str(pass1), cfg.verifiers, self.verdicts, rates, keep,
+                self.contaminated, cfg.dedup, cfg.seed)
+
+
+def _open_file(path: Path, index: int, cfg: FilterConfig, contamination) -> _File:
+    """The small columns of one input file; its contaminated rows decided here."""
+    import pyarrow.compute as pc
+
+    names = shards.open_file(path).schema_arrow.names
+    columns = ["id", "sample_idx"] + ["problem"] * (contamination is not None)
+    if cfg.select == "shortest":  # a length per row: the teacher's count, else characters / 4
+        columns += [c for c in ("completion_tokens", "completion") if c in names]
+    table = filterwork.conform(shards.read_file(path, columns), path)
+    tokens = pa.nulls(table.num_rows, pa.int64())
+    if cfg.select == "shortest":
+        estimate = pc.divide(pc.fill_null(pc.utf8_length(table.column("completion")), 0), 4)
+        given = table.column("completion_tokens") if "completion_tokens" in table.column_names else tokens
+        tokens = pc.coalesce(pc.cast(given, pa.int64()), pc.cast(estimate, pa.int64()))
+    table = table.append_column("tokens", tokens)
+    contaminated: dict[int, str] = {}
+    if contamination is not None:
+        for i, problem in enumerate(table.column("problem").to_pylist()):
+            benchmark = contamination.match(problem or "")
+            if benchmark is not None:
+                contaminated[i] = benchmark
+    return _File(path, index, table, contaminated)
 
 
 def _first_pass(files: list[Path], todo: list[int], pass1: Path, cfg: FilterConfig, contamination) -> None:
-    """Verify and select every file in `todo`. The pool sees one stream of rows across files:
-    while the parent writes file k's results and reads file k+1, the workers are still busy with
-    the rows queued ahead, instead of idling at every file boundary."""
+    """Verify and select every file in `todo`. The workers read the rows of each file in ranges
+    and verify them, and write each file's shards once the filter process has its verdicts and
+    has chosen what to keep; the pool sees one stream of jobs across files, so no worker idles
+    at a file boundary."""
     options = {k: getattr(cfg, k) for k in OPTION_KEYS}
     if contamination is not None:
         console.print(f"  decontaminating against {plural(contamination.problems, 'benchmark problem')} "
                       f"({', '.join(s.card.name for s in cfg.decontaminate)}), {cfg.decontaminate_ngram}-grams")
-    needs_pool = any(verify.VERIFIERS[n].isolated for n in cfg.verifiers)
-    if not needs_pool:
-        for index in todo:
-            if index not in shards.done(pass1) and not shards.is_complete(pass1.parent):
-                _finish_file(_prepare_file(files[index], index, cfg, options, contamination), pass1, cfg)
-        return
-    from .verify.pool import VerifyPool
+    def taken(index: int) -> bool:  # a process with the same settings got here first
+        return index in shards.done(pass1) or shards.is_complete(pass1.parent)
 
-    in_flight: dict[int, _FileWork] = {}
-    answered: list[_FileWork] = []  # files with every verdict in, to be written
-    failed: list[UserError] = []  # a file that cannot be read: the files before it finish first
+    if not any(verify.VERIFIERS[n].isolated for n in cfg.verifiers):
+        for index in todo:  # nothing that needs a worker: the same work, in this process
+            if taken(index):
+                continue
+            work = _open_file(files[index], index, cfg, contamination)
+            for job in work.jobs(cfg.verifiers, options):
+                answers = []
+                filterwork.run_job(job.fn, job.args, job.start, job.stop, answers.append)
+                for row, value in zip(range(job.start, job.stop), [a for a in answers if not isinstance(a, float)]):
+                    work.answer(row, value)
+            _written(work, *filterwork.write_file(*work.write_args(pass1, cfg)), pass1)
+        return
+    from .verify.pool import Job, VerifyPool
+
+    in_flight: dict[int, _File] = {}
+    answered: list[_File] = []  # files with every verdict in, to be written
+    failed: list[UserError] = []  # a file that cannot be read: the files before it are written first
 
     def tasks():
         for index in todo:
-            if index in shards.done(pass1) or shards.is_complete(pass1.parent):
-                continue  # a process with the same settings got here first
+            if failed:
+                break
+            if taken(index):
+                continue
             try:
-                work = _prepare_file(files[index], index, cfg, options, contamination)
+                work = _open_file(files[index], index, cfg, contamination)
             except UserError as e:
                 failed.append(e)
-                return
-            if work.pending:
-                in_flight[index] = work
-                yield from _tasks(index, work.rows, work.pending, cfg.verifiers, options)
-            else:
+                break
+            in_flight[index] = work
+            if not work.pending:
                 answered.append(work)
+            for job in work.jobs(cfg.verifiers, options):
+                if index not in in_flight:  # its file failed in a worker: no more of it
+                    break
+                yield job
+            while answered:
+                yield write(answered.pop(0))
+        while in_flight:
+            yield write(answered.pop(0)) if answered else None
+
+    def write(work: _File) -> Job:
+        return Job(("write", work.index), "write", work.write_args(pass1, cfg), 0, 1, WRITE_TIMEOUT)
 
     with VerifyPool(cfg.workers, cfg.timeout) as pool:
-        for (index, i), verdict in pool.imap(tasks()):
-            work = in_flight[index]
-            work.verdicts[i] = verdict
-            work.pending.discard(i)
+        for (key, row), value in pool.imap(tasks()):
+            if isinstance(key, tuple):  # a file written (or not)
+                work = in_flight.pop(key[1])
+                if isinstance(value, str):
+                    raise UserError(value)
+                if isinstance(value, verify.Verdict):
+                    raise RuntimeError(f"writing the filter's pass-1 shards for {work.path} failed ({value.reason})")
+                _written(work, *value, pass1)
+                continue
+            work = in_flight.get(key)
+            if work is None:  # a late answer for a file that failed
+                continue
+            try:
+                work.answer(row, value)
+            except UserError as e:
+                failed.append(e)
+                in_flight.pop(key)
+                continue
             if not work.pending:
-                answered.append(in_flight.pop(index))
-            while answered:
-                _finish_file(answered.pop(0), pass1, cfg)
-    while answered:
-        _finish_file(answered.pop(0), pass1, cfg)
+                answered.append(work)
     if failed:
         raise failed[0]
     if in_flight:  # fail closed: a row nobody verified is never kept as verified
-        missing = sum(len(w.pending) for w in in_flight.values())
+        missing = sum(w.pending for w in in_flight.values())
         raise RuntimeError(f"the verifier pool returned no verdict for {missing} rows")
 
 
-def _prepare_file(path: Path, index: int, cfg: FilterConfig, options: dict, contamination) -> _FileWork:
-    """Read one input file; decontaminate and run the inline checks."""
-    rows = _read_traces(path)
-    names = cfg.verifiers
-    verdicts: list[verify.Verdict | None] = [None] * len(rows)
-    for i, row in enumerate(rows):
-        row["reasoning"], row["response"], row["think"] = split_think(row["completion"] or "")
-        row["verifier"] = ",".join(n for n in names if verify.applies(n, row))
-        missing = next((k for k in ("id", "sample_idx", "problem") if row[k] is None), None)
-        if missing:  # rejected with its reason (the report counts it), never kept nor a traceback
-            verdicts[i] = verify.Verdict(False, f"no_{missing}")
-            continue
-        if contamination is not None:
-            benchmark = contamination.match(row["problem"] or "")
-            if benchmark is not None:
-                verdicts[i] = verify.Verdict(False, "contaminated")
-                row["verifier"] = f"decontaminate:{benchmark}"
-    pending = _inline_checks(rows, names, options, verdicts)
-    return _FileWork(path, index, rows, verdicts, pending)
-
-
-def _finish_file(work: _FileWork, pass1: Path, cfg: FilterConfig) -> None:
-    """Pass rates and selection for one fully verified file; write its pass-1 shards."""
-    rows, verdicts, index = work.rows, work.verdicts, work.index
-    ok = [v.ok for v in verdicts]
-    rates = pass_rates(rows, ok)
-    keep = choose(rows, ok, cfg.select, cfg.select_k)
-    candidates, rejected = [], []
-    for row, verdict, rate, kept in zip(rows, verdicts, rates, keep):
-        row["extracted_answer"] = verdict.extracted
-        row["pass_rate"] = rate
-        if kept:
-            row["messages"] = messages_for(row)
-            row["_key"] = exact_key(row["problem"] or "", row["completion"] or "") if cfg.dedup else 0
-            row["_draw"] = draw(cfg.seed, row["id"], row["sample_idx"])
-            candidates.append(row)
-        else:
-            row["reject_reason"] = verdict.reason if not verdict.ok else "not_selected"
-            rejected.append(row)
-    shards.write_table(pass1 / CANDIDATES / shards.shard_name(index), schema.table(candidates, schema.FILTERED))
-    shards.write_table(pass1 / KEYS / shards.shard_name(index), schema.table(candidates, KEY_SCHEMA))
-    shards.write_table(pass1 / REJECTED / shards.shard_name(index), schema.table(rejected, schema.REJECTED))
-    shards.mark_done(pass1, index)
-    console.print(f"  {work.path.name}: {len(candidates)} verified and selected, {len(rejected)} rejected")
+def _written(work: _File, candidates: int, rejected: int, pass1: Path) -> None:
+    shards.mark_done(pass1, work.index)
+    console.print(f"  {work.path.name}: {candidates} verified and selected, {rejected} rejected")
 
 
 # ---------------------------------------------------------------- pass 2: across files

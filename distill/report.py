@@ -191,6 +191,20 @@ def _reasoning_tokens(path: Path):
     return np.round(tokens * reasoning.to_numpy() / np.maximum(completion.to_numpy(), 1))
 
 
+def prepare_plots() -> None:
+    """Import matplotlib in a background thread: the filter process mostly waits on its workers,
+    so the import costs nothing there, where it would delay the end of the stage."""
+    import threading
+
+    def load() -> None:
+        try:
+            import matplotlib.figure  # noqa: F401
+        except Exception:  # noqa: BLE001 - write_plots imports it again and reports what fails
+            pass
+
+    threading.Thread(target=load, name="import-matplotlib", daemon=True).start()
+
+
 def write_plots(stage: Path) -> list[str]:
     """A PNG histogram of reasoning length, kept vs rejected."""
     import numpy as np

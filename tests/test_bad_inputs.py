@@ -66,8 +66,7 @@ def test_invalid_utf8_in_a_shard_is_named_and_the_fixed_rerun_resumes(tmp_path):
                     f"UTF-8; re-encode that text as UTF-8 (or drop those rows) and rerun")
     assert shards.done(tmp_path / "run" / "filtered" / "_pass1") == {0}  # the first file's work is kept
     (traces / shards.shard_name(1)).write_bytes(good_second)
-    kept_nothing = run_cli("filter", traces, "--out", tmp_path / "run", *FILTER)
-    assert kept_nothing.returncode == 1 and "the filter kept 0 of 1 rows" in kept_nothing.stderr  # written all the same
+    assert run_cli("filter", traces, "--out", tmp_path / "run", *FILTER).returncode == 0
     clean = run_cli("filter", write_traces(tmp_path / "c", files), "--out", tmp_path / "clean", *FILTER)
     assert clean.returncode == 0 and _kept(tmp_path / "run") == _kept(tmp_path / "clean")
 

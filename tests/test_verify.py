@@ -129,3 +129,88 @@ def test_worker_killed_from_outside_is_retried_then_crashed():
         assert verdict == Verdict(False, "crashed")
         assert len(set(killed)) == 2 and pool.stats == {"timeout": 0, "crashed": 1, "retried": 1}
         assert time.monotonic() - start < 30
+
+
+def _range_job(tmp_path, hang_at: int, rows: int = 10):
+    """A job over a real trace file whose row `hang_at` runs until it is killed."""
+    from helpers import trace, write_traces
+
+    from distill.verify.pool import Job
+
+    traces = [trace(f"p{i}", "4", r"</think>\boxed{4}" if i != hang_at else POWER_TOWER) for i in range(rows)]
+    path = write_traces(tmp_path / "traces", [traces]) / "shard-00000.parquet"
+    return Job("file", "verify", (str(path), ("format", "math"), OPTIONS, frozenset()), 0, rows)
+
+
+def test_a_row_of_a_range_that_overruns_costs_only_that_row(tmp_path):
+    with VerifyPool(workers=1, timeout=1.5) as pool:
+        answers = dict(pool.imap(iter([_range_job(tmp_path, hang_at=4)])))
+    assert answers.pop(("file", 4)) == Verdict(False, "timeout")
+    assert answers == {("file", i): (True, None, "4") for i in range(10) if i != 4}
+    assert pool.stats["timeout"] == 1
+
+
+def test_a_row_of_a_range_whose_worker_is_killed_is_retried_then_crashed(tmp_path):
+    import os
+    import signal
+
+    with VerifyPool(workers=1, timeout=60.0) as pool:
+        killed = []
+
+        def killer():
+            for _ in range(2):  # the first attempt and its one retry, both on the hanging row
+                time.sleep(1.5)
+                killed.append(pool.workers[0].process.pid)
+                os.kill(killed[-1], signal.SIGKILL)
+
+        thread = threading.Thread(target=killer)
+        thread.start()
+        answers = dict(pool.imap(iter([_range_job(tmp_path, hang_at=6)])))
+        thread.join()
+    assert answers.pop(("file", 6)) == Verdict(False, "crashed")
+    assert answers == {("file", i): (True, None, "4") for i in range(10) if i != 6}
+    assert len(set(killed)) == 2 and pool.stats == {"timeout": 0, "crashed": 1, "retried": 1}
+
+
+def test_repetition_share_in_numpy_equals_the_plain_definition():
+    import random
+
+    from distill.verify.repetition import repeated_share, repeated_share_exact, repeated_share_numpy
+
+    rng = random.Random(0)
+    vocabulary = ["the", "sum", "x", "=", "3", "Wait,", "let", "me", "check", "é", "\\frac{1}{2}", "∑", "每天", "ab", "ba"]
+    # every kind of whitespace str.split() knows, ASCII and not, runs of it, and none at the ends
+    spaces = [" ", "\n", "\t", "  ", "\r\n", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\xa0", "\u2003", "\u3000", "\u2029"]
+    for trial in range(300):
+        words = [rng.choice(vocabulary) for _ in range(rng.randint(0, 400 if trial % 2 else 3000))]
+        if trial % 3 == 0:  # a loop
+            words += words[-rng.randint(1, 30):] * rng.randint(1, 20)
+        text = "".join(w + rng.choice(spaces) for w in words)
+        text = rng.choice(["", " ", "\n"]) + text
+        if trial % 5 == 0:  # ASCII only: read a byte a character
+            text = text.encode("ascii", "ignore").decode()
+        for n in (2, 10):
+            if trial == 0:  # nothing at all, and whitespace only
+                assert repeated_share_numpy("", n) == repeated_share_numpy(" \n", n) == 0.0
+            exact = repeated_share_exact(text, n)
+            assert repeated_share_numpy(text, n) == exact and repeated_share(text, n) == exact, (trial, n)
+
+
+def test_letters_per_script_counted_as_one_regex_pass_per_script_counts_them():
+    import random
+
+    from distill.verify.language import _NOT_LANGUAGE, _patterns, has_foreign_letters, script_counts
+
+    def by_regex(text):  # the plain way: every letter matched, one pass per script
+        text = _NOT_LANGUAGE.sub(" ", text)
+        return {name: len(p.findall(text)) for name, p in _patterns()[0].items()}
+
+    pieces = ["plain ASCII reasoning, x = 3 ", "with × and − and α, π, é, ñ ", "mixed 每天 in", "Сначала ", "ثم", "שלום",
+              "नमस्ते", "สวัสดี", "カタカナ", "한국어", "fullwidth Ａ ", "∑∫√", "emoji 🙂 ", "中a中", " a ", "\\frac{a}{b} ",
+              "\\alpha", "ºª", "\ud800"]
+    rng = random.Random(1)
+    for trial in range(300):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        counts = by_regex(text)
+        assert script_counts(text) == counts, text
+        assert has_foreign_letters(text) == any(v for k, v in counts.items() if k != "latin"), text

@@ -4,7 +4,9 @@
 splitting the completion at `</think>`; `options` is the filter section as a dict. Verifiers
 marked `isolated` run in killable worker processes (verify.pool), each call under a hard time
 limit, on every core; all the built-in ones are. A verifier registered with `isolated=False`
-runs inline in the filter process, for checks too cheap to be worth shipping a row for.
+runs where the row already is, for checks too cheap to be worth shipping a row for: in the
+worker that read it (the filter's workers read their rows themselves), or in the process that
+holds it (`distill eval`; a filter whose verifiers are all inline runs without workers).
 """
 
 from __future__ import annotations

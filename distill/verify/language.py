@@ -4,6 +4,12 @@ R1's distillation data dropped reasoning that mixes languages (Chinese inside an
 prompt's thinking is the common case). Letters are counted by script; Greek is ignored (math
 uses α, β, π in any language), and so are digits, symbols, LaTeX commands (\\boxed, \\frac) and
 single-letter variables, which a Chinese chain of thought writes in Latin letters too.
+
+Counting is cheap per character: the only letters that are ASCII are Latin ones, so ASCII
+letters are counted on the bytes (after LaTeX commands and single letters are blanked out), and
+the non-ASCII code points (a few × or α in most English reasoning) in numpy, each distinct one
+classified by script once. For a prompt in Latin script (nearly all of them), an ASCII text
+passes without any of that: only letters of other scripts count against a row.
 """
 
 from __future__ import annotations
@@ -37,9 +43,40 @@ def _patterns():
 _NOT_LANGUAGE = re.compile(r"\\[A-Za-z]+|\b[A-Za-z]\b")
 
 
+_ASCII_LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+@lru_cache(maxsize=65536)
+def script_of(point: int) -> str | None:
+    """The script (of SCRIPTS) a code point is a letter of, or None."""
+    char = chr(point)
+    return next((name for name, p in _patterns()[0].items() if p.match(char)), None)
+
+
+def _non_ascii_counts(text: str) -> dict[str, int]:
+    """Letters per script among the non-ASCII characters of `text`."""
+    import numpy as np
+
+    counts = dict.fromkeys(SCRIPTS, 0)
+    if text.isascii():
+        return counts
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    values, freq = np.unique(points[points >= 0x80], return_counts=True)
+    for point, count in zip(values.tolist(), freq.tolist()):
+        script = script_of(point)
+        if script is not None:
+            counts[script] += count
+    return counts
+
+
 def script_counts(text: str) -> dict[str, int]:
+    """Letters per script, LaTeX commands and single-letter words left out (they are ASCII:
+    the non-ASCII letters are the same before and after)."""
     text = _NOT_LANGUAGE.sub(" ", text)
-    return {name: len(p.findall(text)) for name, p in _patterns()[0].items()}
+    data = text.encode("utf-8", "surrogatepass")  # a non-ASCII character's bytes are never ASCII letters
+    counts = _non_ascii_counts(text)
+    counts["latin"] += len(data) - len(data.translate(None, _ASCII_LETTERS))
+    return counts
 
 
 @lru_cache(maxsize=4096)  # a problem comes with n samples
@@ -50,12 +87,15 @@ def dominant_script(text: str) -> str | None:
 
 
 def foreign_share(text: str, script: str) -> tuple[float, int]:
-    """Share of the letters of `text` not in `script`, and how many letters there are (two
-    passes over the text, not one per script)."""
-    patterns, any_letter = _patterns()
-    text = _NOT_LANGUAGE.sub(" ", text)
-    total = len(any_letter.findall(text))
-    return ((total - len(patterns[script].findall(text))) / total if total else 0.0), total
+    """Share of the letters of `text` not in `script`, and how many letters there are."""
+    counts = script_counts(text)
+    total = sum(counts.values())
+    return ((total - counts[script]) / total if total else 0.0), total
+
+
+def has_foreign_letters(text: str) -> bool:
+    """Whether `text` holds any letter of a script other than Latin."""
+    return any(count for name, count in _non_ascii_counts(text).items() if name != "latin")
 
 
 @register("language", isolated=True)  # linear, but it reads every letter: in parallel
@@ -63,7 +103,10 @@ def check_language(row: dict, options: dict) -> Verdict:
     prompt = dominant_script(row.get("problem") or "")
     if prompt is None:
         return Verdict(True)
-    foreign, letters = foreign_share(f"{row.get('reasoning') or ''}\n{row.get('response') or ''}", prompt)
+    text = f"{row.get('reasoning') or ''}\n{row.get('response') or ''}"
+    if prompt == "latin" and not has_foreign_letters(text):
+        return Verdict(True)  # no letter of another script: a share of 0
+    foreign, letters = foreign_share(text, prompt)
     if letters >= MIN_LETTERS and foreign > options.get("language_threshold", 0.05):
         return Verdict(False, "language_mixing")
     return Verdict(True)

@@ -2,6 +2,8 @@
 
 The answer is read from the response (the text after `</think>`): the last `\\boxed{}` first;
 without one, math-verify's own extraction ("final answer is …", then the last expression).
+A gold and an answer that are both plain numbers are decided exactly without sympy first
+(verify/numbers.py), with the verdict math-verify would give.
 math-verify's SIGALRM timeouts are switched off: this runs in a worker process that the pool
 kills when it overruns, which also stops C-level work that an alarm cannot interrupt.
 """
@@ -12,6 +14,7 @@ import logging
 from functools import lru_cache
 
 from . import Verdict, register
+from .numbers import quick_verdict
 
 logging.getLogger("math_verify").setLevel(logging.CRITICAL)  # it logs whole inputs on failure
 
@@ -60,15 +63,39 @@ def _parse_answer(response: str):
 
 @register("math", isolated=True, domains=("math",))
 def check_math(row: dict, options: dict) -> Verdict:
-    from math_verify import verify
-
     gold = row.get("answer")
     if gold is None or not str(gold).strip():
         return Verdict(False, "no_gold")
-    gold_parsed = _parse_gold(str(gold).strip())
+    return math_verdict(str(gold).strip(), row["response"])
+
+
+def math_verdict(gold: str, response: str, fast: bool = True) -> Verdict:
+    """The verdict for a non-empty gold; `fast=False` skips the fast path (for the test that
+    checks it never changes a verdict)."""
+    boxed = last_boxed(response)
+    if fast:
+        verdict = quick_verdict(gold, response, boxed)
+        if verdict is not None:
+            return verdict
+    if boxed:  # the verdict then depends on the gold and the box alone
+        return _boxed_verdict(gold, boxed) if fast else _boxed_verdict.__wrapped__(gold, boxed)
+    return _verdict(gold, response)
+
+
+# Samples of one problem mostly box the same answer: math-verify judges each (gold, box) once
+# per worker. Its verdicts are pure functions of the two strings.
+@lru_cache(maxsize=8192)
+def _boxed_verdict(gold: str, boxed: str) -> Verdict:
+    return _verdict(gold, f"\\boxed{{{boxed}}}")
+
+
+def _verdict(gold: str, response: str) -> Verdict:
+    from math_verify import verify
+
+    gold_parsed = _parse_gold(gold)
     if not gold_parsed:
         return Verdict(False, "gold_unparsable")
-    parsed, shown = _parse_answer(row["response"])
+    parsed, shown = _parse_answer(response)
     if shown is not None and len(shown) > 200:  # the answer column is for reading, not a copy of the text
         shown = shown[:197] + "..."
     if not parsed:

@@ -10,6 +10,11 @@ replaced, the row is rejected as `timeout`, and the rest of its batch goes back 
 worker that dies on its own has its current row retried once on a fresh worker, then rejected
 as `crashed`. Nothing is dropped silently.
 
+Besides single rows, a task may be a `Job`: a range of rows that the worker reads itself (the
+filter's trace files: distill/filterwork.py) and answers row by row, so that the parent ships
+no row at all; a row in it that overruns or kills its worker costs that row only, and the rest
+of the range goes back in the queue. A job's row may announce its own time limit first.
+
 Workers fork from a forkserver that has math-verify imported already, so a replacement is
 ready in milliseconds, and nothing of the parent (threads, open files) leaks into them.
 """
@@ -32,6 +37,7 @@ _WORKER_MODULE = "distill.verify.worker"
 SETTLE = 0.002  # seconds
 HEADER = struct.Struct("!I")  # a verdict frame: its pickle's length, then the pickle
 AHEAD = 2  # batches a worker may hold beyond the one it works on: the queue keeps all of them fed
+JOB_WEIGHT = 16  # a job in a worker's queue counts as this many rows: one job ahead of the current
 
 
 def _serve(conn, out) -> None:
@@ -49,6 +55,37 @@ def write_frame(fd: int, obj: Any) -> None:
         view = view[os.write(fd, view):]
 
 
+def _context():
+    ctx = mp.get_context("forkserver")
+    # "__main__" too: the server imports the main module once, so each worker skips
+    # multiprocessing's per-child re-import of it and starts in milliseconds.
+    ctx.set_forkserver_preload(["__main__", _WORKER_MODULE])
+    return ctx
+
+
+def start_server() -> None:
+    """Start the forkserver now, without waiting for it: it imports the worker module (about
+    half a second) while the caller gets on with other work; the pool's workers fork from it."""
+    from multiprocessing import forkserver
+
+    _context()
+    forkserver.ensure_running()
+
+
+class Job:
+    """Rows [start, stop) of `distill.filterwork.run_job(fn, args, start, stop, emit)`; the
+    pool yields ((key, row), value) for each row, value being what the job emitted for it (or a
+    Verdict of `timeout` / `crashed`); `timeout` replaces the pool's for its rows."""
+
+    __slots__ = ("key", "fn", "args", "start", "stop", "timeout")
+
+    def __init__(self, key, fn: str, args: tuple, start: int, stop: int, timeout: float | None = None) -> None:
+        self.key, self.fn, self.args, self.start, self.stop, self.timeout = key, fn, args, start, stop, timeout
+
+    def rest(self, start: int, stop: int | None = None) -> Job:
+        return Job(self.key, self.fn, self.args, start, self.stop if stop is None else stop, self.timeout)
+
+
 class _Worker:
     def __init__(self, ctx) -> None:
         self.conn, child = ctx.Pipe()  # tasks, parent -> worker
@@ -61,6 +98,7 @@ class _Worker:
         self.buffer = bytearray()
         self.pending: deque = deque()  # tasks sent and not answered, in the order it runs them
         self.since = 0.0  # when the row it is on started (its previous verdict, or the send)
+        self.limit: float | None = None  # the time limit the row it is on announced, if any
 
     def read(self) -> list:
         """Every verdict that has arrived, without blocking; [] at end of file (a dead worker)."""
@@ -86,13 +124,17 @@ class _Worker:
 
     def deadline(self, default: float) -> float:
         """When the row it is on runs out of time (rows may carry their own limit, e.g. code)."""
-        return self.since + (self.pending[0][3] or default)
+        return self.since + (self.limit or self.pending[0][3] or default)
 
     def send(self, tasks: list[tuple]) -> None:
         if not self.pending:
             self.since = time.monotonic()
         self.pending.extend(tasks)
         self.conn.send([payload for _, payload, _, _ in tasks])
+
+    def load(self) -> int:
+        """Rows sent and not answered; a job counts as one batch, however long."""
+        return sum(1 if not isinstance(p, Job) else JOB_WEIGHT for _, p, _, _ in self.pending)
 
     def kill(self) -> None:
         if self.process.is_alive():
@@ -109,10 +151,7 @@ class VerifyPool:
     def __init__(self, workers: int = 0, timeout: float = 5.0, batch: int = 16) -> None:
         self.size = workers or os.cpu_count() or 1
         self.timeout, self.batch = timeout, batch
-        self.ctx = mp.get_context("forkserver")
-        # "__main__" too: the server imports the main module once, so each worker skips
-        # multiprocessing's per-child re-import of it and starts in milliseconds.
-        self.ctx.set_forkserver_preload(["__main__", _WORKER_MODULE])
+        self.ctx = _context()
         self.workers = [_Worker(self.ctx) for _ in range(self.size)]
         self.stats = {"timeout": 0, "crashed": 0, "retried": 0}
 
@@ -122,33 +161,60 @@ class VerifyPool:
         self.workers[self.workers.index(worker)] = fresh
         return fresh
 
-    def imap(self, tasks: Iterable[tuple[Any, tuple[str, ...], dict, dict]]) -> Iterator[tuple[Any, Verdict]]:
+    def imap(self, tasks: Iterable) -> Iterator[tuple[Any, Any]]:
+        """Tasks: (key, names, row, options[, timeout]) or `Job`s; the source may also yield None
+        for "nothing to hand out now" (while answers it waits for are outstanding)."""
         source = iter(tasks)
         queue: deque = deque()  # (key, payload, attempt, timeout) waiting for a worker
         exhausted = False
-        outstanding = 0
+        outstanding = 0  # rows sent to workers and not answered
 
         def refill() -> None:
             nonlocal exhausted
             while not exhausted and len(queue) < self.batch * self.size * (AHEAD + 1):
                 try:
-                    key, names, row, options, *timeout = next(source)
+                    task = next(source)
                 except StopIteration:
                     exhausted = True
                     return
+                if task is None:
+                    return
+                if isinstance(task, Job):
+                    queue.append((task.key, task, 0, task.timeout))
+                    continue
+                key, names, row, options, *timeout = task
                 queue.append((key, (names, row, options), 0, timeout[0] if timeout else None))
+
+        def size(payload) -> int:
+            return payload.stop - payload.start if isinstance(payload, Job) else 1
+
+        def current(worker: _Worker):
+            """What the worker is on: (its key, its payload, attempt, time limit, the rest of its
+            job after it or None); for a job, the key is (job key, row) and the payload that row
+            alone, to be retried or reported by itself."""
+            key, payload, attempt, limit = worker.pending[0]
+            if not isinstance(payload, Job):
+                return key, payload, attempt, limit, None
+            row = payload.start
+            rest = payload.rest(row + 1) if row + 1 < payload.stop else None
+            return (key, row), payload.rest(row, row + 1), attempt, limit, rest
 
         while True:
             refill()
             for i, worker in enumerate(self.workers):
                 # up to AHEAD + 1 batches per worker: it goes on without waiting on us, also
                 # while the parent is busy writing a finished file's results
-                while queue and len(worker.pending) < AHEAD * self.batch:
-                    take = [queue.popleft() for _ in range(min(self.batch, len(queue)))]
+                while queue and worker.load() < AHEAD * self.batch:
+                    take = [queue.popleft()]
+                    while queue and len(take) < self.batch and not isinstance(take[-1][1], Job) \
+                            and not isinstance(queue[0][1], Job):
+                        take.append(queue.popleft())
                     worker.send(take)
-                    outstanding += len(take)
+                    outstanding += sum(size(p) for _, p, _, _ in take)
             if not outstanding:
-                return
+                if exhausted:
+                    return
+                raise RuntimeError("the task source has nothing to hand out and waits on nothing")
             busy = [w for w in self.workers if w.pending]
             wait_for = max(0.0, min(w.deadline(self.timeout) for w in busy) - time.monotonic())
             ready = set(wait([w.reader for w in busy] + [w.process.sentinel for w in busy], timeout=wait_for))
@@ -163,27 +229,41 @@ class VerifyPool:
                     if arrived:
                         # the row after the last one answered started about now
                         worker.since = time.monotonic()
-                    for verdict in arrived:
-                        key, *_ = worker.pending.popleft()
+                    for value in arrived:
+                        key, payload, attempt, limit = worker.pending[0]
+                        if isinstance(payload, Job):
+                            if isinstance(value, float):  # the limit for what follows (0: ours)
+                                worker.limit = value or None
+                                continue
+                            key = (key, payload.start)
+                            if payload.start + 1 < payload.stop:
+                                worker.pending[0] = (payload.key, payload.rest(payload.start + 1), attempt, limit)
+                            else:
+                                worker.pending.popleft()
+                        else:
+                            worker.pending.popleft()
+                        worker.limit = None
                         outstanding -= 1
-                        yield key, verdict
+                        yield key, value
                     if worker.pending and not worker.process.is_alive():
                         # it died under its current row (killed from outside, out of memory, …)
-                        outstanding -= len(worker.pending)
-                        (key, payload, attempt, limit), *rest = worker.pending
+                        outstanding -= sum(size(p) for _, p, _, _ in worker.pending)
+                        key, payload, attempt, limit, rest = current(worker)
+                        later = list(worker.pending)[1:]
                         self._replace(worker)
-                        queue.extendleft(reversed(rest))
+                        queue.extendleft(reversed(([(rest.key, rest, 0, limit)] if rest else []) + later))
                         if attempt == 0:
                             self.stats["retried"] += 1
-                            queue.appendleft((key, payload, 1, limit))
+                            queue.appendleft((payload.key if isinstance(payload, Job) else key, payload, 1, limit))
                         else:
                             self.stats["crashed"] += 1
                             yield key, Verdict(False, "crashed")
                 elif worker.pending and time.monotonic() >= worker.deadline(self.timeout):
-                    outstanding -= len(worker.pending)
-                    (key, *_), *rest = worker.pending
+                    outstanding -= sum(size(p) for _, p, _, _ in worker.pending)
+                    key, payload, attempt, limit, rest = current(worker)
+                    later = list(worker.pending)[1:]
                     self._replace(worker)
-                    queue.extendleft(reversed(rest))
+                    queue.extendleft(reversed(([(rest.key, rest, 0, limit)] if rest else []) + later))
                     self.stats["timeout"] += 1
                     yield key, Verdict(False, "timeout")
 

@@ -1,4 +1,5 @@
-"""The verifier worker process: receive (names, row, options), write back a Verdict frame.
+"""The verifier worker process: receive (names, row, options), write back a Verdict frame; or
+receive a Job (a range of a trace file, distill/filterwork.py) and write a frame per row.
 
 Imported by the forkserver before any worker forks, so math-verify (and sympy) load once.
 """
@@ -11,8 +12,9 @@ import signal
 
 import math_verify  # noqa: F401 - preloaded on purpose: workers fork with it imported
 
+from ..filterwork import run_job
 from . import Verdict, run
-from .pool import write_frame
+from .pool import Job, write_frame
 
 logging.getLogger("math_verify").setLevel(logging.CRITICAL)
 
@@ -36,7 +38,11 @@ def serve(conn, out: int) -> None:
             return
         if batch is None:
             return
-        for names, row, options in batch:  # one verdict per row, in order: the parent times each
+        for payload in batch:  # one verdict per row, in order: the parent times each
+            if isinstance(payload, Job):
+                run_job(payload.fn, payload.args, payload.start, payload.stop, lambda value: write_frame(out, value))
+                continue
+            names, row, options = payload
             try:
                 verdict = run(names, row, options)
             except Exception:  # noqa: BLE001 - a verifier bug rejects one row, not the run

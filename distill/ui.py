@@ -30,6 +30,9 @@ class GenProgress:
     def __init__(self, prompts_total: int, samples_total: int) -> None:
         self.prompts_total, self.samples_total = prompts_total, samples_total
         self.prompts = self.samples = self.tokens = self.truncated = self.errors = 0
+        self.prompt_tokens = self.restored_samples = 0
+        self.cost = 0.0  # this run's spend; `spent_before` is what earlier runs spent
+        self.spent_before, self.budget, self.priced = 0.0, None, False
         self.retries: Counter = Counter()
         self.start = time.monotonic()
         self._lock = threading.Lock()
@@ -40,6 +43,28 @@ class GenProgress:
             self.samples += 1
             self.tokens += tokens
             self.truncated += int(truncated)
+
+    def restored(self, count: int) -> None:
+        """Samples an earlier run paid for, read back from a journal."""
+        with self._lock:
+            self.samples += count
+            self.restored_samples += count
+
+    def paid(self, prompt_tokens: int, cost: float | None) -> None:
+        with self._lock:
+            self.prompt_tokens += prompt_tokens
+            if cost is not None:
+                self.cost += cost
+
+    def set_budget(self, budget: float | None, spent_before: float, priced: bool) -> None:
+        self.budget, self.spent_before, self.priced = budget, spent_before, priced
+
+    def over_budget(self) -> bool:
+        return self.budget is not None and self.spent_before + self.cost >= self.budget
+
+    def spent_line(self) -> str:
+        text = f"${self.spent_before + self.cost:,.4f}"
+        return text + (f" of ${self.budget:,.2f}" if self.budget is not None else "")
 
     def prompts_done(self, count: int) -> None:
         with self._lock:
@@ -62,7 +87,7 @@ class GenProgress:
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.start, 1e-9)
-        rate = self.samples / elapsed
+        rate = (self.samples - self.restored_samples) / elapsed
         eta = _duration((self.samples_total - self.samples) / rate) if rate > 0 else "?"
         trunc = 100 * self.truncated / self.samples if self.samples else 0.0
         parts = [
@@ -73,6 +98,10 @@ class GenProgress:
             f"elapsed {_duration(elapsed)}",
             f"ETA {eta}",
         ]
+        if self.prompt_tokens:
+            parts.append(f"tokens in {self.prompt_tokens:,} out {self.tokens:,}")
+        if self.priced:
+            parts.append(f"cost {self.spent_line()}")
         if self.retries:
             parts.append("retries " + ", ".join(f"{k}×{v}" for k, v in sorted(self.retries.items())))
         if self.errors:

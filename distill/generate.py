@@ -121,9 +121,7 @@ def run_generate(recipe: Recipe, out: Path, rank: int = 0, world_size: int = 1) 
                     _save_stats(stage, rank, progress, _usage(samples))
                     console.print(f"  shard {index + 1}/{len(plan)} written · {progress.line()}")
 
-            def keep(index: int, prompts: list[dict]) -> journal.ShardJournal:
-                return journal.ShardJournal(stage, index, prompts, gen_config)
-
+            keep = journal.Journals(stage, gen_config, rank)
             work = ((i, plan[i]) for i in todo)
             try:
                 if getattr(run, "journals", False):  # the backend keeps each answer as it arrives

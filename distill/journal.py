@@ -124,6 +124,18 @@ class ShardJournal:
         self.path.unlink(missing_ok=True)
 
 
+class Journals:
+    """What generate hands a backend that keeps answers as they arrive: the stage's journals, and
+    a folder for the backend's own resume state (say, batch ids)."""
+
+    def __init__(self, stage: Path, gen_config: str, rank: int = 0) -> None:
+        self.stage, self.gen_config, self.rank = Path(stage), gen_config, rank
+        self.folder = self.stage / FOLDER
+
+    def open(self, index: int, prompts: list[dict]) -> ShardJournal:
+        return ShardJournal(self.stage, index, prompts, self.gen_config)
+
+
 def clean_done(stage: Path, done: set[int]) -> None:
     """Journals of shards already written (a kill between the shard's write and the journal's
     removal) are spent: remove them."""

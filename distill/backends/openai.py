@@ -306,7 +306,7 @@ def _online(teacher: TeacherCard, settings: GenSettings, endpoint: Endpoint, key
             await asyncio.sleep(min(delay, endpoint.max_backoff))
 
     async def shard(pool, budgets, index: int, prompts: list[dict], progress, on_shard, keep, missing) -> None:
-        journal = await asyncio.to_thread(keep, index, prompts) if keep is not None else None
+        journal = await asyncio.to_thread(keep.open, index, prompts) if keep is not None else None
         kept = journal.samples if journal is not None else {}
 
         async def sample(j: int, p: dict, first: int) -> list[dict] | None:
@@ -391,7 +391,7 @@ def _online(teacher: TeacherCard, settings: GenSettings, endpoint: Endpoint, key
         except BaseExceptionGroup as group:  # TaskGroup wraps the first failure; show it plainly
             raise _first(group) from None
 
-    run.journals = True  # takes `keep`: generate's per-shard journals (distill/journal.py)
+    run.journals = True  # takes `keep`: generate's journal.Journals
     run.priced = endpoint.prices is not None
     return run
 

@@ -41,6 +41,9 @@ def main() -> None:
             "max_tokens_per_minute": 10**10,
             "request_timeout": 600,
             "max_retries": 3,
+            # curator by default retries answers cut at max_tokens ("length") as failures; distill
+            # keeps them (marked, for the filter): the same work on both sides needs this off
+            "invalid_finish_reasons": [],
         },
     )
     prompts = [p for p in args["prompts"] for _ in range(args["n"])]

@@ -163,6 +163,16 @@ def _save_stats(stage: Path, rank: int, progress, usage: dict | None = None) -> 
     totals["errors"] += errors
     if usage is not None:
         _add_usage(totals.setdefault("usage", {}), usage)
+    if progress.rate:  # a served teacher's pacing, over every run of this rank
+        rate = totals.setdefault("rate", {})
+        for key in ("rpm", "tpm", "max_concurrency"):
+            rate[key] = progress.rate.get(key)
+        lowest = [v for v in (rate.get("lowest_concurrency"), progress.rate.get("lowest_concurrency")) if v]
+        rate["lowest_concurrency"] = min(lowest) if lowest else None
+        # seconds waited on the RPM/TPM buckets: this run's since the last save, added
+        waited = progress.rate.get("waited_s", 0.0)
+        rate["waited_s"] = round(rate.get("waited_s", 0.0) + waited - progress.rate.get("saved_waited_s", 0.0), 1)
+        progress.rate["saved_waited_s"] = waited
     shards.write_json(path, totals)
 
 
@@ -223,7 +233,17 @@ def _read_stats(stage: Path) -> dict:
         totals["errors"] += stats["errors"]
         if "usage" in stats:
             _add_usage(usage, stats["usage"])
-    return {"retries": dict(totals["retries"]), "errors": totals["errors"], "usage": usage}
+        if "rate" in stats:
+            totals.setdefault("rate", []).append(stats["rate"])
+    out = {"retries": dict(totals["retries"]), "errors": totals["errors"], "usage": usage}
+    if totals.get("rate"):
+        rates = totals["rate"]
+        lowest = [r["lowest_concurrency"] for r in rates if r.get("lowest_concurrency")]
+        out["rate"] = {"rpm": rates[0].get("rpm"), "tpm": rates[0].get("tpm"),
+                       "max_concurrency": rates[0].get("max_concurrency"),
+                       "lowest_concurrency": min(lowest) if lowest else None,
+                       "waited_s": round(sum(r.get("waited_s", 0.0) for r in rates), 1)}
+    return out
 
 
 def read_counts(stage: Path) -> dict:

@@ -33,6 +33,7 @@ class GenProgress:
         self.prompt_tokens = self.restored_samples = 0
         self.cost = 0.0  # this run's spend; `spent_before` is what earlier runs spent
         self.spent_before, self.budget, self.priced = 0.0, None, False
+        self.rate: dict = {}  # a served teacher's pacing: budgets, lowest concurrency, seconds waited
         self.retries: Counter = Counter()
         self.start = time.monotonic()
         self._lock = threading.Lock()
@@ -58,6 +59,11 @@ class GenProgress:
 
     def set_budget(self, budget: float | None, spent_before: float, priced: bool) -> None:
         self.budget, self.spent_before, self.priced = budget, spent_before, priced
+
+    def pacing(self, **values) -> None:
+        """The backend's rate figures (rpm, tpm, concurrency now and lowest, seconds waited)."""
+        with self._lock:
+            self.rate.update(values)
 
     def over_budget(self) -> bool:
         return self.budget is not None and self.spent_before + self.cost >= self.budget
@@ -102,11 +108,23 @@ class GenProgress:
             parts.append(f"tokens in {self.prompt_tokens:,} out {self.tokens:,}")
         if self.priced:
             parts.append(f"cost {self.spent_line()}")
+        if self.rate:
+            parts.append(_pacing(self.rate))
         if self.retries:
             parts.append("retries " + ", ".join(f"{k}×{v}" for k, v in sorted(self.retries.items())))
         if self.errors:
             parts.append(f"errors {self.errors}")
         return " · ".join(parts)
+
+
+def _pacing(rate: dict) -> str:
+    """"rpm ≤600 · tpm ≤1,000,000 · concurrency 32/64 · waited 12s", whichever apply."""
+    parts = [f"{k} ≤{rate[k]:,.0f}" for k in ("rpm", "tpm") if rate.get(k)]
+    if rate.get("concurrency", 0) < rate.get("max_concurrency", 0):
+        parts.append(f"concurrency {rate['concurrency']}/{rate['max_concurrency']}")
+    if rate.get("waited_s", 0) >= 1:
+        parts.append(f"waited {rate['waited_s']:,.0f}s")
+    return " · ".join(parts) or f"concurrency {rate.get('concurrency', 0)}"
 
 
 @contextmanager

@@ -5,7 +5,7 @@ Retry-After), 500, hang (longer than the client's timeout), drop (close without 
 malformed (200 with a broken body), empty (200 whose message has no text), stall (a stream
 that stops after two chunks for `hang` seconds), 401. "ok" answers deterministically from the
 request's seed and user message, so a redone request gets the same text; with `"stream": true`
-it comes as server-sent events, one chunk every `stream_gap` seconds. A prompt containing one
+it comes as server-sent events, four characters every `stream_gap` seconds. A prompt containing one
 of `always_empty` always gets an empty answer. `paid` counts the answers given (the bill);
 `times` the arrival of each request.
 
@@ -144,9 +144,7 @@ def serve(script: Script) -> tuple[ThreadingHTTPServer, str]:
                                    "model": body["model"], "choices": choices, "usage": usage})
 
             text = f"<think>\n{reasoning}\n</think>\n\n{response}" if reasoning or response else ""
-            words = [w + " " for w in text.split(" ")] if text else []
-            if words:
-                words[-1] = words[-1][:-1]
+            words = [text[i : i + 4] for i in range(0, len(text), 4)]  # about a token a chunk
             try:
                 for k, word in enumerate(words):
                     if stall and k == 2:

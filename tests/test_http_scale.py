@@ -122,6 +122,9 @@ def test_rpm_budget_paces_the_requests(tmp_path, server):
     # 300 a minute is 5 a second, with one second of burst: 5 at once, then one every 0.2 s
     assert times[-1] - times[0] >= 0.9 * (12 - 5) / 5
     assert max(sum(1 for t in times if s <= t < s + 1.0) for s in times) <= 5 + 5 + 1
+    assert "rpm ≤300" in result.stdout  # the pacing in the progress line
+    rate = manifest(tmp_path / "r")["rate"]
+    assert rate["rpm"] == 300 and rate["tpm"] is None and rate["waited_s"] > 0.5
 
 
 def test_token_bucket_goes_into_debt_and_recovers():
@@ -167,6 +170,8 @@ def test_429_storm_backs_off_and_every_row_arrives(tmp_path, server):
     result = run_cli("generate", "-r", recipe, "--out", tmp_path / "r")
     assert result.returncode == 0, result.stderr
     assert len(rows(tmp_path / "r")) == 12 and manifest(tmp_path / "r")["retries"] == {"429": 40}
+    rate = manifest(tmp_path / "r")["rate"]
+    assert rate["max_concurrency"] == 8 and rate["lowest_concurrency"] < 8  # AIMD cut in, on the record
 
 
 def test_empty_answers_are_retried_then_errors_never_rows(tmp_path, server):
@@ -232,12 +237,22 @@ def test_streaming_times_out_from_the_last_token_not_the_start(tmp_path, server)
     plain = Script()
     assert run_cli("generate", "-r", http_recipe(tmp_path / "p", server(plain), limit=2),
                    "--out", tmp_path / "plain").returncode == 0
-    # each answer takes about 0.8 s in 8 words, twice the 0.4 s timeout; one stalls after 2 words
+    # each answer comes in about 13 chunks 0.1 s apart: 1.3 s, over twice the 0.5 s timeout;
+    # one stalls after 2 chunks for longer than the timeout
     script = Script(["stall"], stream_gap=0.1, hang=1.5)
-    recipe = http_recipe(tmp_path / "s", server(script), limit=2, stream=True, timeout=0.4)
+    recipe = http_recipe(tmp_path / "s", server(script), limit=2, stream=True, timeout=0.5)
     result = run_cli("generate", "-r", recipe, "--out", tmp_path / "stream")
     assert result.returncode == 0, result.stderr
     assert all(b.get("stream") for b in script.requests)
     assert manifest(tmp_path / "stream")["retries"] == {"idle": 1}
     assert completions(tmp_path / "stream") == completions(tmp_path / "plain")
     assert {(r["prompt_tokens"], r["completion_tokens"]) for r in rows(tmp_path / "stream")} == {(12, 9)}
+
+
+def test_the_bundled_self_hosted_card_lists_two_servers_and_a_token_variable():
+    from distill.backends.openai import endpoint_for
+    from distill.config import TeacherCard
+    from distill.recipes import load_card
+
+    endpoint = endpoint_for(load_card(TeacherCard, "self-hosted"))
+    assert len(endpoint.urls()) == 2 and endpoint.key_envs() == ("TEACHER_API_TOKEN",) * 2 and endpoint.stream

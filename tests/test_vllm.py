@@ -71,8 +71,12 @@ def test_kill_9_mid_vllm_run_then_rerun(reference, tmp_path):
     while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in engine):
         time.sleep(0.2)
     assert not [pid for pid in engine if os.path.exists(f"/proc/{pid}")], "orphaned engine processes"
+    # the shards in the engine have journals: their finished prompts are not asked again
+    journals = tmp_path / "k" / "traces" / "_journal"
+    assert list(journals.glob("*.jsonl"))
     rerun = run_cli(*args, timeout=900)
     assert rerun.returncode == 0, rerun.stderr
+    assert not list(journals.glob("*.jsonl"))
     got = rows(tmp_path / "k")
     assert sorted(map(key, got)) == sorted(map(key, rows(ref))) and len(got) == 48
     # per-prompt seeds: the redone shards hold the very samples of the uninterrupted run

@@ -268,6 +268,13 @@ def _online(teacher: TeacherCard, settings: GenSettings, endpoint: Endpoint, key
         """Prompt tokens before the answer says (about 4 characters a token), for the TPM bucket."""
         return sum(len(str(m.get("content") or "")) for m in request["messages"]) // 4 + 1
 
+    def report(pool, budgets, progress) -> None:
+        """The pacing figures for the progress line and the manifest."""
+        now = sum(max(1, int(s.limit)) for s in pool.servers)
+        lowest = min(progress.rate.get("lowest_concurrency", now), now)
+        progress.pacing(rpm=endpoint.rpm, tpm=endpoint.tpm, concurrency=now, lowest_concurrency=lowest,
+                        max_concurrency=endpoint.concurrency * len(pool.servers), waited_s=round(budgets.waited(), 1))
+
     async def request_with_retries(pool, budgets, request: dict, progress) -> list[dict] | None:
         """The request's samples, or None when it answered empty every time (counted an error)."""
         tries = empties = 0
@@ -303,6 +310,7 @@ def _online(teacher: TeacherCard, settings: GenSettings, endpoint: Endpoint, key
                     tries += 1
             finally:
                 await pool.give(server, outcome)
+                report(pool, budgets, progress)
             await asyncio.sleep(min(delay, endpoint.max_backoff))
 
     async def shard(pool, budgets, index: int, prompts: list[dict], progress, on_shard, keep, missing) -> None:

@@ -21,6 +21,7 @@ class TokenBucket:
         self._clock = clock
         self._at = clock()
         self._lock = asyncio.Lock()
+        self.waited = 0.0  # seconds requests spent waiting here, all together
 
     def _refill(self) -> None:
         now = self._clock()
@@ -36,7 +37,9 @@ class TokenBucket:
                 if self.level >= need:
                     self.level -= amount
                     return
-                await asyncio.sleep((need - self.level) / self.rate)
+                pause = (need - self.level) / self.rate
+                self.waited += pause
+                await asyncio.sleep(pause)
 
     def settle(self, difference: float) -> None:
         """Add the difference between a request's real use and its estimate (may go negative)."""
@@ -56,6 +59,9 @@ class Budgets:
             await self.requests.take(1)
         if self.tokens is not None:
             await self.tokens.take(estimate)
+
+    def waited(self) -> float:
+        return sum(b.waited for b in (self.requests, self.tokens) if b is not None)
 
     def settle(self, estimate: int, used: int | None) -> None:
         if self.tokens is not None and used is not None:

@@ -256,3 +256,23 @@ def test_the_bundled_self_hosted_card_lists_two_servers_and_a_token_variable():
 
     endpoint = endpoint_for(load_card(TeacherCard, "self-hosted"))
     assert len(endpoint.urls()) == 2 and endpoint.key_envs() == ("TEACHER_API_TOKEN",) * 2 and endpoint.stream
+
+
+@pytest.mark.parametrize("engine, message", [
+    ({"prices": {"input": -1.0}}, "engine.prices.input must be 0 or more"),
+    ({"mode": "batches"}, "engine.mode must be online or batch"),
+    ({"rpm": 0}, "engine.rpm must be positive"),
+    ({"base_url": []}, "engine.base_url is an empty list"),
+])
+def test_bad_served_teacher_settings_are_one_line(tmp_path, engine, message):
+    recipe = http_recipe(tmp_path, "http://127.0.0.1:9/v1", **engine)
+    result = run_cli("generate", "-r", recipe, "--out", tmp_path / "r")
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert message in line
+
+
+def test_a_negative_budget_is_one_line(tmp_path):
+    result = run_cli("generate", "-r", http_recipe(tmp_path, "http://127.0.0.1:9/v1"), "--out", tmp_path / "r",
+                     "--max-cost", "-1")
+    assert result.returncode == 2 and "max_cost must be 0 or more" in result.stderr

@@ -75,6 +75,14 @@ def write_shard(stage: Path, index: int, rows: list[dict], prompts: list[dict], 
 def run_generate(recipe: Recipe, out: Path, rank: int = 0, world_size: int = 1) -> dict:
     """Generate the traces of `recipe` into `out/traces`; resumable, shard by shard."""
     runfolder.check_scale_out(rank, world_size)
+    with journal.rank_lock(Path(out) / STAGE, rank):  # one process per stage and rank
+        result = _generate(recipe, out, rank, world_size)
+        if result["complete"]:
+            journal.tidy(Path(out) / STAGE)
+        return result
+
+
+def _generate(recipe: Recipe, out: Path, rank: int, world_size: int) -> dict:
     settings = settings_for(recipe)
     prompts = load_prompts(recipe.data, recipe.generate.limit)
     stage = Path(out) / STAGE

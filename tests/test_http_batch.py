@@ -52,7 +52,7 @@ def test_batches_that_expire_half_fail_and_drop_lines_are_completed(tmp_path, se
     assert manifest["retries"] == {"batch_expired": 3, "batch 500": 2, "batch_missing": 1}
     assert manifest["usage"]["cost"] == pytest.approx(12 * (12 * 1000 + 9 * 2000) / 1e6 * 0.5)
     assert "submitted 5 requests" in result.stdout and "expired" in result.stdout
-    assert not list((tmp_path / "batch" / "traces" / "_journal").iterdir())  # the batch record goes at the end
+    assert not (tmp_path / "batch" / "traces" / "_journal").exists()  # the batch record goes at the end
 
 
 def test_a_restart_polls_the_pending_batches_instead_of_resubmitting(tmp_path, batch_api):

@@ -76,7 +76,7 @@ def test_kill_9_mid_vllm_run_then_rerun(reference, tmp_path):
     assert list(journals.glob("*.jsonl"))
     rerun = run_cli(*args, timeout=900)
     assert rerun.returncode == 0, rerun.stderr
-    assert not list(journals.glob("*.jsonl"))
+    assert not journals.exists()
     got = rows(tmp_path / "k")
     assert sorted(map(key, got)) == sorted(map(key, rows(ref))) and len(got) == 48
     # per-prompt seeds: the redone shards hold the very samples of the uninterrupted run

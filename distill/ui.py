@@ -98,7 +98,8 @@ class GenProgress:
         trunc = 100 * self.truncated / self.samples if self.samples else 0.0
         parts = [
             f"prompts {self.prompts}/{self.prompts_total}",
-            f"samples {self.samples}/{self.samples_total}",
+            f"samples {self.samples}/{self.samples_total}"
+            + (f" ({self.restored_samples} journaled before)" if self.restored_samples else ""),
             f"{self.tokens / elapsed:,.0f} tok/s",
             f"truncated {trunc:.1f}%",
             f"elapsed {_duration(elapsed)}",

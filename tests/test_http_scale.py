@@ -256,7 +256,7 @@ def test_streaming_times_out_from_the_last_token_not_the_start(tmp_path, server)
 
 
 def test_the_bundled_self_hosted_card_lists_two_servers_and_a_token_variable():
-    from distill.backends.openai import endpoint_for
+    from distill.backends.endpoint import endpoint_for
     from distill.config import TeacherCard
     from distill.recipes import load_card
 

@@ -43,7 +43,7 @@ def _parse_cid(cid: str) -> tuple[int, int, int]:
 def open_batch(teacher: TeacherCard, settings: GenSettings, endpoint, keys: list[str]):
     import openai
 
-    from .openai import BudgetReached, _completion, _reasoning, request_body, split_usage
+    from .endpoint import BudgetReached, completion_text, reasoning_of, request_body, split_usage
     from ..prompting import THINK_OPEN
 
     if len(endpoint.urls()) != 1:
@@ -68,13 +68,13 @@ def open_batch(teacher: TeacherCard, settings: GenSettings, endpoint, keys: list
         texts = []
         for c in choices:
             message = c.get("message") or {}
-            content, reasoning = message.get("content"), _reasoning(message)
+            content, reasoning = message.get("content"), reasoning_of(message)
             if not (content or reasoning):
                 return None
             texts.append((content, reasoning, c.get("finish_reason")))
         shares = split_usage(body.get("usage"), per_request, endpoint.prices, batch=True)
         return [
-            {"prompt_index": j, "sample_idx": first + k, "completion": _completion(content, reasoning, prefix),
+            {"prompt_index": j, "sample_idx": first + k, "completion": completion_text(content, reasoning, prefix),
              "finish_reason": finish or "stop", **share}
             for k, ((content, reasoning, finish), share) in enumerate(zip(texts, shares))
         ]

@@ -144,13 +144,18 @@ def serve(script: Script) -> tuple[ThreadingHTTPServer, str]:
                                    "model": body["model"], "choices": choices, "usage": usage})
 
             text = f"<think>\n{reasoning}\n</think>\n\n{response}" if reasoning or response else ""
-            words = [text[i : i + 4] for i in range(0, len(text), 4)]  # about a token a chunk
+            field = "content"
+            if script.reasoning_apart and text:  # DeepSeek's way: the reasoning first, in its own field
+                text, field = reasoning, "reasoning_content"
+            words = [(field, text[i : i + 4]) for i in range(0, len(text), 4)]  # about a token a chunk
+            if script.reasoning_apart and response:
+                words += [("content", response[i : i + 4]) for i in range(0, len(response), 4)]
             try:
-                for k, word in enumerate(words):
+                for k, (name, word) in enumerate(words):
                     if stall and k == 2:
                         time.sleep(script.hang)
                         return
-                    event(chunk([{"index": i, "delta": {"content": word}, "finish_reason": None} for i in range(n)]))
+                    event(chunk([{"index": i, "delta": {name: word}, "finish_reason": None} for i in range(n)]))
                     time.sleep(script.stream_gap)
                 event(chunk([{"index": i, "delta": {}, "finish_reason": "stop"} for i in range(n)]))
                 event(chunk([], usage))

@@ -170,6 +170,34 @@ def test_aimd_halves_on_429_once_per_storm_and_grows_back():
     assert asyncio.run(go()) == [4.0, 8.0, (True, 1)]
 
 
+def test_a_drained_server_is_probed_later_and_taken_back():
+    from distill.backends.servers import FAILED, OK, Pool, Server
+
+    async def go() -> list:
+        sick, well = Server("sick", None, cap=4), Server("well", None, cap=4)
+        pool = Pool([sick, well], drain=0.2)
+        first = await pool.take()
+        await pool.give(first, FAILED if first is sick else OK)
+        if first is well:  # make sure the sick one is the one that failed
+            taken = await pool.take()
+            while taken is not sick:
+                await pool.give(taken, OK)
+                taken = await pool.take()
+            await pool.give(sick, FAILED)
+        during = [await pool.take() for _ in range(4)]  # all four go to the healthy one
+        for s in during:
+            await pool.give(s, OK)
+        await asyncio.sleep(0.3)  # past the drain: the sick one is probed, one request at a time
+        probe = [await pool.take() for _ in range(2)]
+        seen = [{s.url for s in during}, sorted(s.url for s in probe), sick.room()]
+        for s in probe:
+            await pool.give(s, OK)
+        seen.append((sick.probing, sick.room()))
+        return seen
+
+    assert asyncio.run(go()) == [{"well"}, ["sick", "well"], 0, (False, 4)]
+
+
 def test_429_storm_backs_off_and_every_row_arrives(tmp_path, server):
     script = Script(["429"] * 40)
     recipe = http_recipe(tmp_path, server(script), concurrency=8, max_retries=30)
@@ -253,6 +281,17 @@ def test_streaming_times_out_from_the_last_token_not_the_start(tmp_path, server)
     assert manifest(tmp_path / "stream")["retries"] == {"idle": 1}
     assert completions(tmp_path / "stream") == completions(tmp_path / "plain")
     assert {(r["prompt_tokens"], r["completion_tokens"]) for r in rows(tmp_path / "stream")} == {(12, 9)}
+
+
+def test_streamed_reasoning_content_is_joined_as_think(tmp_path, server):
+    args = dict(limit=2, n=1)
+    assert run_cli("generate", "-r", http_recipe(tmp_path / "p", server(Script(reasoning_apart=True)), **args),
+                   "--out", tmp_path / "plain").returncode == 0
+    recipe = http_recipe(tmp_path / "s", server(Script(reasoning_apart=True)), stream=True, **args)
+    assert run_cli("generate", "-r", recipe, "--out", tmp_path / "stream").returncode == 0
+    got = completions(tmp_path / "stream")
+    assert got == completions(tmp_path / "plain")
+    assert all(c.startswith("<think>\nthinking ") and "</think>\n\nThe answer is" in c for c in got.values())
 
 
 def test_the_bundled_self_hosted_card_lists_two_servers_and_a_token_variable():

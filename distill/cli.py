@@ -211,6 +211,8 @@ def run(
     limit: Annotated[Optional[int], typer.Option(help="Only the first N prompts.")] = None,
     sets: SetOpt = None,
     merge: Annotated[bool, typer.Option("--merge", help="Also write merged student weights.")] = False,
+    max_cost: Annotated[Optional[float], typer.Option(
+        "--max-cost", help="Served teacher with prices: stop generating once this much is spent.")] = None,
 ) -> None:
     """Run generate → filter → train (→ eval, when the recipe names benchmarks) into OUT, skipping
     stages that are already complete."""
@@ -219,7 +221,8 @@ def run(
         from .pipeline import print_summary, run_pipeline
 
         _check_out(out)
-        results = run_pipeline(_recipe(recipe, sets, limit), out, merge=merge)
+        overrides = list(sets or []) + ([f"generate.max_cost={max_cost}"] if max_cost is not None else [])
+        results = run_pipeline(_recipe(recipe, overrides, limit), out, merge=merge)
         print_summary(results, out)
 
     _guard(body, RESUMABLE + " (training continues from its last checkpoint)")

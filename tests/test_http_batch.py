@@ -99,7 +99,25 @@ def test_a_kill_between_creating_and_recording_a_batch(tmp_path, batch_api):
 
 def test_a_batch_refused_by_the_provider_is_one_line(tmp_path, batch_api):
     script = BatchScript(["refuse"])
-    result = run_cli("generate", "-r", batch_recipe(tmp_path, batch_api(script), batch_size=100), "--out", tmp_path / "r")
+    url = batch_api(script)
+    result = run_cli("generate", "-r", batch_recipe(tmp_path, url, batch_size=100), "--out", tmp_path / "r")
     assert result.returncode == 1
     (line,) = result.stderr.strip().splitlines()
     assert "was refused (line 1: model not found)" in line
+    result = run_cli("generate", "-r", batch_recipe(tmp_path, url, batch_size=100), "--out", tmp_path / "r")
+    assert result.returncode == 0, result.stderr  # the cause gone, a rerun submits anew
+    assert len(script.inputs) == 2 and script.paid == 12 and len(rows(tmp_path / "r")) == 12
+
+
+def test_requests_that_keep_failing_stop_the_run_and_a_rerun_tries_them_again(tmp_path, batch_api):
+    script = BatchScript(["fail_some"])
+    args = ["generate", "-r", batch_recipe(tmp_path, batch_api(script), batch_size=100, max_retries=0),
+            "--out", tmp_path / "r"]
+    result = run_cli(*args)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "6 batch requests failed 1 time;" in line and "rerun" in line
+    assert script.paid == 6  # the answered half is journaled
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert script.inputs[1] == script.inputs[0][1::2] and script.paid == 12 and len(rows(tmp_path / "r")) == 12

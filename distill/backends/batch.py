@@ -24,7 +24,7 @@ import time
 from .. import shards
 from ..config import TeacherCard
 from ..errors import ConfigError, UserError
-from ..ui import console
+from ..ui import console, plural
 from . import GenSettings, prompt_seed
 
 ENDPOINT = "/v1/chat/completions"
@@ -98,6 +98,8 @@ def open_batch(teacher: TeacherCard, settings: GenSettings, endpoint, keys: list
         state = json.loads(state_path.read_text()) if state_path.is_file() else {"batches": [], "tries": {}}
         save = lambda: shards.write_json(state_path, state)  # noqa: E731
         seen_status: dict[str, str] = {}
+        # each run gives every request its full number of tries ("rerun to try them again")
+        state["tries"] = {c: t for c, t in state["tries"].items() if t <= endpoint.max_retries}
         try:
             for index in plan:
                 restored = len(journals[index].samples)
@@ -141,6 +143,8 @@ def open_batch(teacher: TeacherCard, settings: GenSettings, endpoint, keys: list
                     if batch.status == "failed" and not batch.output_file_id and not batch.error_file_id:
                         errors = getattr(getattr(batch, "errors", None), "data", None) or []
                         why = errors[0].message if errors else "no reason given"
+                        b["done"] = b["refused"] = True  # a rerun, once the cause is fixed, submits anew
+                        save()
                         raise UserError(f"{url}: batch {b['id']} was refused ({why}); fix the cause, then rerun")
                     _collect(b, batch, journals, plan, state, progress)
                     b["done"] = True
@@ -154,9 +158,10 @@ def open_batch(teacher: TeacherCard, settings: GenSettings, endpoint, keys: list
             raise BudgetReached(f"stopped at the cost budget: {progress.spent_line()}; every answer received is "
                                 "kept, rerun with a higher --max-cost (or none) to continue")
         if journals:
-            raise UserError(f"{sum(1 for c, t in state['tries'].items() if t > endpoint.max_retries)} batch requests "
-                            f"failed {endpoint.max_retries + 1} times; {len(journals)} shards unfinished, every "
-                            "answer received is kept; rerun to try them again")
+            exhausted = sum(1 for r in needed if state["tries"].get(_cid(*r), 0) > endpoint.max_retries)
+            raise UserError(f"{plural(exhausted, 'batch request')} failed {plural(endpoint.max_retries + 1, 'time')}; "
+                            f"{plural(len(journals), 'shard')} unfinished, every answer received is kept; "
+                            "rerun to try them again")
         state_path.unlink(missing_ok=True)  # every shard written: nothing left to poll
 
     def _adopt(state: dict, save) -> None:

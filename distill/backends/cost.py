@@ -18,7 +18,6 @@ class Prices:
     output: float = 0.0  # per million completion tokens (reasoning included)
     cached_input: float | None = None  # per million cached prompt tokens; None: as `input`
     batch_discount: float = 0.5  # share taken off in batch mode
-    currency: str = "$"
 
     def __post_init__(self) -> None:
         for name in ("input", "output"):

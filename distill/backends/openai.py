@@ -168,7 +168,7 @@ def _online(teacher: TeacherCard, settings: GenSettings, endpoint: Endpoint, key
                     if empties > endpoint.empty_retries:
                         progress.error()
                         return None
-                    delay = 0.0
+                    delay = endpoint.backoff * 2 ** (empties - 1) * random.uniform(0.5, 1.0)  # a loaded server
                 else:
                     if tries == endpoint.max_retries:
                         progress.error()

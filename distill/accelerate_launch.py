@@ -39,10 +39,14 @@ def check_backend(config: Path) -> None:
     """DeepSpeed configs need the deepspeed package: say so before N processes start and fail."""
     import yaml
 
+    from .recipes import parse_yaml
+
     try:
-        data = yaml.safe_load(config.read_text()) or {}
+        data = parse_yaml(config.read_text()) or {}  # bounded: an alias bomb is refused, not expanded
     except yaml.YAMLError as e:
         raise ConfigError(f"{config}: not valid YAML ({reason(e)})") from None
+    except ConfigError as e:
+        raise ConfigError(f"{config}: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{config}: not an accelerate config (expected a mapping of settings)")
     if data.get("distributed_type") == "DEEPSPEED":

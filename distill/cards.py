@@ -49,3 +49,24 @@ def find(kind: str, name: str) -> Path:
         f"no {kind[:-1]} card named '{name}' ({hint}bundled: {', '.join(known) or 'none'}); "
         "give one of those or a path to a .yaml file"
     )
+
+
+def describe(kind: str) -> list[tuple[str, str, Path]]:
+    """(name, one-line description, file) of every card of `kind`: the card's `description:`,
+    else the first line of its leading comment."""
+    import yaml
+
+    out = []
+    for name in names(kind):
+        path = find(kind, name)
+        text = path.read_text()
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:
+            data = None
+        about = data.get("description") if isinstance(data, dict) else None
+        if not about:
+            comment = next((line for line in text.splitlines() if line.startswith("#")), "")
+            about = comment.lstrip("#").strip()
+        out.append((name, str(about or ""), path))
+    return out

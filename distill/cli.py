@@ -122,14 +122,25 @@ def generate(
 
 @app.command("filter")
 def filter_(
-    source: Annotated[
-        Path, typer.Argument(metavar="IN", help="Run folder, traces/ folder, or any folder of trace Parquet files.")
-    ],
     out: OutOpt,
+    source: Annotated[
+        Optional[Path], typer.Argument(metavar="IN", help="Run folder, traces/ folder, or any folder of trace "
+                                       "Parquet files (default: OUT, whose traces/ generate wrote); with "
+                                       "--format/--columns a published dataset (file, folder or hub id).")
+    ] = None,
     recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="Recipe for filter settings.")] = None,
     sets: SetOpt = None,
     rank: RankOpt = 0,
     world_size: WorldOpt = 1,
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="IN is a published trace dataset in this "
+                   "layout: openr1-math, openthoughts(-metadata), bespoke-stratos, s1k(-1.1), limo, numina-cot or "
+                   "auto; converted into OUT/traces first (docs/published-traces.md).")] = None,
+    columns: Annotated[Optional[str], typer.Option("--columns", help="IN's columns for another layout: "
+                       "problem=COL,answer=COL,reasoning=COL,response=COL (or completion=COL).")] = None,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", help="Teacher recorded for published traces "
+                       "(default: the dataset's).")] = None,
+    subset: Annotated[Optional[str], typer.Option("--subset", help="Hub dataset config, with --format.")] = None,
+    split: Annotated[Optional[str], typer.Option("--split", help="Hub dataset split (default train).")] = None,
 ) -> None:
     """Verify traces: kept rows with `messages` in OUT/filtered, rejects with their reason."""
 
@@ -138,10 +149,24 @@ def filter_(
         from .ui import console
 
         _check_out(out)
-        result = run_filter(_recipe(recipe, sets), source, out, rank=rank, world_size=world_size)
+        resolved, traces = _recipe(recipe, sets), source if source is not None else out
+        if source is None and (fmt is not None or columns is not None):
+            raise ConfigError("--format and --columns need IN: the published dataset to read")
+        if fmt is not None or columns is not None:  # a published dataset: converted first, then filtered unchanged
+            from .convert import convert_published
+
+            traces = convert_published(str(source), out, fmt, columns, teacher, subset, split,
+                                       resolved.generate.shard_size, resolved.generate.limit)
+        elif teacher is not None or subset is not None or split is not None:
+            raise ConfigError("--teacher, --subset and --split go with --format NAME or --columns MAP")
+        result = run_filter(resolved, traces, out, rank=rank, world_size=world_size)
         if result["complete"]:
+            from .report import waste
+
             print_report(result)
             console.print(f"filtered: {result['kept']} rows in {out / 'filtered' / 'data'}")
+            if (line := waste(result, out / "filtered" / "report.json")) is not None:
+                raise UserError(line)  # the rows are written; the exit status says they are not worth training on
         else:
             why = "another rank is writing the final shards" if result.get("finishing_elsewhere") else "other ranks pending"
             console.print(f"filtered: {result['files_done']}/{result['files']} files done ({why})")
@@ -346,7 +371,11 @@ def cards(kind: Annotated[Optional[str], typer.Argument(help="teachers, students
         for k in kinds:
             if k not in card_lookup.KINDS:
                 raise ConfigError(f"unknown card kind '{k}' (use {', '.join(card_lookup.KINDS)})")
-            console.print(f"[bold]{k}[/]: {', '.join(card_lookup.names(k)) or '(none)'}")
+            found = card_lookup.describe(k)
+            folders = sorted({str(path.parent) for _, _, path in found})
+            console.print(f"[bold]{k}[/] ({', '.join(folders) or 'none bundled'})", soft_wrap=True)
+            for name, about, _ in found:
+                console.print(f"  {name:<28} {about}", markup=False, soft_wrap=True)
 
     _guard(body)
 

@@ -18,7 +18,9 @@ DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay")
 TRAIN_METHODS = ("lora", "qlora", "full")
-LOSS_ON = ("assistant", "all")
+LOSS_ON = ("assistant", "last", "all")  # every assistant turn | the last one only | every token
+DATA_MIX = ("concat", "interleave_under", "interleave_over", "interleave_once")  # LLaMA-Factory's mix_strategy
+TRAIN_FORMATTING = ("auto", "alpaca", "sharegpt", "openai")
 OVERLONG = ("truncate", "drop")
 REPORT_TO = ("tensorboard", "wandb", "trackio")
 SELECT_MODES = ("all", "first", "shortest")
@@ -193,6 +195,7 @@ class FilterConfig:
     max_tokens: int | None = None
     code_timeout: float = 10.0  # seconds per test run of a code row
     code_memory_mb: int = 1024
+    code_sandbox: str = "bwrap"  # bwrap | unsafe-no-isolation (docs/security.md)
     # dedup and decontamination (dedup.py)
     dedup: bool = True  # drop exact duplicates (normalised problem + completion)
     near_dedup: float | None = None  # Jaccard threshold for near-duplicate problems (MinHash LSH); None: off
@@ -219,6 +222,8 @@ class FilterConfig:
                  "max_tokens", self.max_tokens, "must not be below min_tokens")
         _require(self.code_timeout > 0, "code_timeout", self.code_timeout, "must be a positive number of seconds")
         _require(self.code_memory_mb >= 64, "code_memory_mb", self.code_memory_mb, "must be at least 64")
+        _require(self.code_sandbox in ("bwrap", "unsafe-no-isolation"), "code_sandbox", self.code_sandbox,
+                 "must be bwrap or unsafe-no-isolation")
         _require(self.near_dedup is None or 0 < self.near_dedup < 1, "near_dedup", self.near_dedup,
                  "must be a Jaccard threshold in (0, 1), or null for off")
         _require(self.decontaminate_ngram >= 1, "decontaminate_ngram", self.decontaminate_ngram, "must be at least 1")
@@ -236,6 +241,8 @@ class FilterConfig:
 
 
 CHAT_ROLES = ("system", "user", "assistant")
+# LLaMA-Factory's tool turns: rows holding them are skipped (distill renders no tool calls)
+TURN_ROLES = CHAT_ROLES + ("observation", "function")
 
 
 @dataclass(frozen=True)
@@ -250,9 +257,16 @@ class TrainData:
     columns: tuple[str, ...] | None = None  # keep only these columns first (open-r1's `columns`)
     weight: float | None = None  # share of the rows kept, drawn under train.data_seed (open-r1's `weight`)
     limit: int | None = None  # the first N rows only (LLaMA-Factory's `max_samples`)
+    num_samples: int | None = None  # N rows drawn under train.data_seed, repeating rows past the source's size
+    data_dir: str | None = None  # a hub dataset's folder (LLaMA-Factory's `folder`)
+    # auto: chat `messages`, ShareGPT `conversations`, or prompt/response columns; alpaca, sharegpt
+    # and openai: LLaMA-Factory's formattings, converted as LLaMA-Factory converts them
+    formatting: str = "auto"
     messages: str | None = None  # column holding the conversation; None: `messages`, else `conversations`
-    system: str | None = None  # ShareGPT: column with the system prompt; None: `system` when the row has one
+    system: str | None = None  # column with the system prompt; None: `system` when the row has one (auto)
     prompt: str | None = None  # or a conversation built from a prompt column,
+    query: str | None = None  # alpaca: a second part of the prompt, joined to it with a newline
+    history: str | None = None  # alpaca: earlier [prompt, response] pairs, as earlier turns
     reasoning: str | None = None  # an optional reasoning column (written as <think>…</think>)
     response: str | None = None  # and a response column
     role_tag: str = "from"  # ShareGPT turn keys (LLaMA-Factory's tags)
@@ -263,10 +277,13 @@ class TrainData:
         _require(bool(self.source), "source", self.source, "must name a file, folder, card or hub dataset")
         _require(self.weight is None or 0 < self.weight <= 1, "weight", self.weight, "must be in (0, 1]")
         _require(self.limit is None or self.limit >= 1, "limit", self.limit, "must be at least 1")
-        _require((self.prompt is None) == (self.response is None), "response", self.response,
-                 "and prompt must be given together")
+        _require(self.num_samples is None or self.num_samples >= 1, "num_samples", self.num_samples,
+                 "must be at least 1")
+        _one_of("formatting", self.formatting, TRAIN_FORMATTING)
+        _require((self.prompt is None) == (self.response is None) or self.formatting == "alpaca", "response",
+                 self.response, "and prompt must be given together")
         for speaker, role in self.roles.items():
-            _require(role in CHAT_ROLES, f"roles.{speaker}", role, f"must be one of {', '.join(CHAT_ROLES)}")
+            _require(role in TURN_ROLES, f"roles.{speaker}", role, f"must be one of {', '.join(TURN_ROLES)}")
 
 
 @dataclass(frozen=True)
@@ -285,11 +302,11 @@ class TrainConfig:
     lr_scheduler: str = "cosine"
     weight_decay: float = 0.0
     seed: int = 42
-    logging_steps: int = 1
+    logging_steps: float = 1  # below 1: a share of the total steps (transformers' reading)
     gradient_checkpointing: bool = False
     dtype: str = "auto"  # auto: bf16 on a GPU that supports it, else fp32
     loss_on: str = "assistant"  # assistant: the teacher's turn only; all: the whole sequence (open-r1's way)
-    save_steps: int = 500  # a checkpoint every N optimizer steps, for --resume
+    save_steps: float = 500  # a checkpoint every N optimizer steps, for --resume; below 1: a share of the steps
     save_total_limit: int = 2  # checkpoints kept
     overlong: str = "truncate"  # conversations longer than max_length: truncate (TRL's way) or drop
     lora_target_modules: str | tuple[str, ...] | None = None  # None: the student card's
@@ -300,13 +317,17 @@ class TrainConfig:
     # faster steps; None: on unless packing (no padding to save) or batch_size 1 (nothing to group)
     group_by_length: bool | None = None
     attn_implementation: str | None = None  # None: flash_attention_2 on a GPU when installed, else sdpa
-    liger: bool | None = None  # Liger kernels; None: on when liger-kernel is installed and a GPU is used
+    # Liger kernels, opt-in as in TRL (Liger with LoRA on some models fails upstream); None: off
+    liger: bool | None = None
     report_to: tuple[str, ...] = ()  # tensorboard | wandb | trackio; () logs to the console only
     push_to_hub: bool = False  # push the trained student to hub_model_id
     hub_model_id: str | None = None
     trl: dict = field(default_factory=dict)  # further SFTConfig arguments, passed to TRL untouched
     data: tuple[TrainData, ...] = ()  # training conversations named by the recipe; --data replaces them
     data_seed: int = 0  # shuffles a mixture and draws its `weight` shares (open-r1's dataset_mixture.seed)
+    data_mix: str = "concat"  # several sources: concat (then shuffled), or interleaved (LLaMA-Factory's mix_strategy)
+    data_mix_probs: tuple[float, ...] = ()  # interleaving probabilities, one per source (interleave_probs)
+    qlora_double_quant: bool = True  # qlora: quantize the quantization constants too (LLaMA-Factory's double_quantization)
 
     def __post_init__(self) -> None:
         _one_of("method", self.method, TRAIN_METHODS)
@@ -322,17 +343,24 @@ class TrainConfig:
         _require(0 <= self.warmup_ratio < 1, "warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
         _one_of("lr_scheduler", self.lr_scheduler, SCHEDULERS)
         _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be 0 or more")
-        _require(self.logging_steps >= 1, "logging_steps", self.logging_steps, "must be at least 1")
+        _require(self.logging_steps > 0 and (self.logging_steps < 1 or float(self.logging_steps).is_integer()),
+                 "logging_steps", self.logging_steps, "must be a whole number of steps, or a share of them below 1")
         _one_of("dtype", self.dtype, DTYPES)
         _one_of("loss_on", self.loss_on, LOSS_ON)
         _one_of("overlong", self.overlong, OVERLONG)
-        _require(self.save_steps >= 1, "save_steps", self.save_steps, "must be at least 1")
+        _require(self.save_steps > 0 and (self.save_steps < 1 or float(self.save_steps).is_integer()),
+                 "save_steps", self.save_steps, "must be a whole number of steps, or a share of them below 1")
         _require(self.save_total_limit >= 1, "save_total_limit", self.save_total_limit, "must be at least 1")
         _require(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "must be positive")
         for target in self.report_to:
             _one_of("report_to", target, REPORT_TO)
         _require(not self.push_to_hub or bool(self.hub_model_id), "hub_model_id", self.hub_model_id,
                  "must name the hub repository when push_to_hub is true")
+        _one_of("data_mix", self.data_mix, DATA_MIX)
+        _require(not self.data_mix_probs or len(self.data_mix_probs) == len(self.data), "data_mix_probs",
+                 list(self.data_mix_probs), "must give one probability per train.data source")
+        _require(all(p >= 0 for p in self.data_mix_probs) and (not self.data_mix_probs or sum(self.data_mix_probs) > 0),
+                 "data_mix_probs", list(self.data_mix_probs), "must be non-negative and not all 0")
 
 
 

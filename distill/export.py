@@ -163,6 +163,7 @@ def write_jsonl(files: tuple[Path, ...], folder: Path) -> list[str]:
             floats = [f.name for f in pf.schema_arrow if pa.types.is_float32(f.type)]
             try:
                 for batch in pf.iter_batches(batch_size=BATCH):
+                    shards.check_text(path, pa.Table.from_batches([batch]))
                     lines = []
                     for row in batch.to_pylist():
                         for column in floats:
@@ -184,6 +185,13 @@ def write_hf(files: tuple[Path, ...], folder: Path, cache: Path) -> list[str]:
     import datasets
 
     datasets.disable_progress_bars()  # the export prints its own one line
+    if not any(shards.open_file(f).metadata.num_rows for f in files):
+        # datasets cannot read a Parquet file of no rows ("BatchSize must be greater than 0"):
+        # an empty dataset of the same columns, as the Parquet and JSON Lines exports give
+        schema = shards.open_file(files[0]).schema_arrow
+        features = datasets.Features.from_arrow_schema(schema)
+        datasets.Dataset.from_dict({name: [] for name in schema.names}, features=features).save_to_disk(str(folder), num_shards=1)
+        return sorted(p.name for p in folder.iterdir())
     try:
         ds = datasets.Dataset.from_parquet([str(f) for f in _nonempty(files)], cache_dir=str(cache))
     except (datasets.exceptions.DatasetGenerationError, ValueError, TypeError) as e:  # say, files of two schemas

@@ -44,9 +44,10 @@ DEFAULTS = {"answer": None, "source": "unknown", "domain": "math", "finish_reaso
             "prompt_tokens": None, "completion_tokens": None, "gen_config": None, "choices": None, "tests": None}
 # beside each candidate shard: every row's dedup key and quota draw, for the second pass
 KEY_SCHEMA = pa.schema([("_key", pa.int64()), ("_draw", pa.int64())])
-# filter settings that only change how fast it runs, not what it keeps
+# the filter settings the verifiers read, sent to the workers with the rows
 OPTION_KEYS = ("require_think", "reject_truncated", "timeout", "language_threshold", "repetition_ngram",
-               "repetition_threshold", "min_tokens", "max_tokens", "code_timeout", "code_memory_mb")
+               "repetition_threshold", "min_tokens", "max_tokens", "code_timeout", "code_memory_mb",
+               "code_sandbox")
 
 
 @lru_cache(maxsize=64)
@@ -138,11 +139,36 @@ def check_config(recipe: Recipe) -> None:
         path = source.path or source.card.path
         if path and not Path(path).expanduser().is_file():
             raise ConfigError(f"filter.decontaminate.{i}: {path}: no such file (benchmark '{source.card.name}')")
+    code = [s.card.name for s in recipe.data if s.card.domain == "code"]
+    if "code" in cfg.verifiers and code:  # `distill run` learns it before generating
+        _need_sandbox(cfg, f"the code rows of dataset card '{code[0]}'")
     if cfg.near_dedup is not None:
         try:
             import datasketch  # noqa: F401
         except ImportError:
             raise ConfigError("filter.near_dedup needs datasketch: pip install datasketch") from None
+
+
+def _check_sandbox(cfg: FilterConfig, files: list[Path]) -> None:
+    """Code rows run generated programs: refuse them, before any work, where the sandbox cannot
+    be made, unless the recipe chose to run them unisolated."""
+    if "code" not in cfg.verifiers:
+        return
+    code_rows = 0
+    for f in files:
+        if "domain" in shards.open_file(f).schema_arrow.names:
+            code_rows += sum(d == "code" for d in shards.read_file(f, ["domain"]).column("domain").to_pylist())
+    if code_rows:
+        _need_sandbox(cfg, plural(code_rows, "code row"))
+
+
+def _need_sandbox(cfg: FilterConfig, what: str) -> None:
+    from .verify.sandbox import unavailable
+
+    why = unavailable(cfg.code_sandbox)
+    if why:
+        raise ConfigError(f"filter: {what} to run in a sandbox, but {why}; "
+                          f"or set filter.code_sandbox=unsafe-no-isolation to run generated code unisolated")
 
 
 # What isolated verifiers may read; the raw completion and the rest of the row stay here.
@@ -203,6 +229,13 @@ def _verify_shard(rows: list[dict], names: tuple[str, ...], options: dict, pool)
 
 def run_filter(recipe: Recipe, source: Path, out: Path, rank: int = 0, world_size: int = 1) -> dict:
     """Verify and select the traces in `source`; write `out/filtered` (kept, rejected, report)."""
+    try:
+        return _run_filter(recipe, source, out, rank, world_size)
+    finally:
+        runfolder.release(Path(out), "filter")
+
+
+def _run_filter(recipe: Recipe, source: Path, out: Path, rank: int, world_size: int) -> dict:
     cfg = recipe.filter
     check_config(recipe)
     runfolder.check_scale_out(rank, world_size)
@@ -212,11 +245,12 @@ def run_filter(recipe: Recipe, source: Path, out: Path, rank: int = 0, world_siz
         raise UserError(f"{data}: no Parquet files to filter")
     for f in files:  # every input readable, with the columns a trace needs, before any work
         _check_columns(f, shards.open_file(f).schema_arrow.names)
+    _check_sandbox(cfg, files)
     stage = Path(out) / STAGE
     pass1 = stage / PASS1
     if shards.is_complete(stage):
         runfolder.claim(Path(out), recipe, "filter", started=True)
-        _claim_inputs(stage, data, files, started=True)
+        _claim_inputs(stage, data, files, None)
         return _finished(stage)
     # the benchmarks load (hub or file) before anything is written, so a bad one costs nothing
     contamination = load_contamination(cfg.decontaminate, cfg.decontaminate_ngram)
@@ -227,7 +261,7 @@ def run_filter(recipe: Recipe, source: Path, out: Path, rank: int = 0, world_siz
         stage, lambda i: [stage / shards.DATA / shards.shard_name(i), stage / REJECTED / shards.shard_name(i)]
     )
     runfolder.claim(Path(out), recipe, "filter", started=bool(done1 or done2))
-    _claim_inputs(stage, data, files, started=bool(done1 or done2))
+    _claim_inputs(stage, data, files, done1 | done2)
     shards.clean_temp(stage)
     # pass 2 reads every file's candidates, so pass 1 is redone for any file whose candidates are
     # gone (only a hand-edited folder gets here: they are removed after the manifest is written)
@@ -260,6 +294,9 @@ def run_filter(recipe: Recipe, source: Path, out: Path, rank: int = 0, world_siz
 
 
 def _finished(stage: Path) -> dict:
+    # a process with the same settings may have written pass-1 files after the finisher removed
+    # them: whoever sees the stage complete removes what is left, so nothing stray remains
+    shutil.rmtree(stage / PASS1, ignore_errors=True)
     return {"complete": True, **json.loads((stage / "report.json").read_text())}
 
 
@@ -282,15 +319,21 @@ def _exclusive(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _claim_inputs(stage: Path, data: Path, files: list[Path], started: bool) -> None:
-    """Output shard i belongs to input file i: the inputs (names and sizes) may not change under
-    a resume, nor may a finished stage be taken for the filtering of other traces."""
+def _claim_inputs(stage: Path, data: Path, files: list[Path], done: set[int] | None) -> None:
+    """Output shard i belongs to input file i: the inputs (names, and sizes of the files already
+    done) may not change under a resume, nor may a finished stage be taken for the filtering of
+    other traces. `done`: the files done (None: all of them). A file not done yet may be fixed
+    (say, re-encoded after a one-line error) before the rerun."""
     path = stage / INPUTS
     inputs = [[str(f.relative_to(data)) if f != data else f.name, f.stat().st_size] for f in files]
-    if started and path.is_file() and json.loads(path.read_text()) != inputs:
-        raise UserError(f"{stage}: filtered other trace files than {data} (or they changed since); use a new --out")
-    if not path.is_file() or not started:
-        shards.write_json(path, inputs)
+    if done != set() and path.is_file():
+        stored = json.loads(path.read_text())
+        same = len(stored) == len(inputs) and all(
+            a[0] == b[0] and (a[1] == b[1] or (done is not None and i not in done))
+            for i, (a, b) in enumerate(zip(stored, inputs)))
+        if not same:
+            raise UserError(f"{stage}: filtered other trace files than {data} (or they changed since); use a new --out")
+    shards.write_json(path, inputs)
 
 
 # ---------------------------------------------------------------- pass 1: per file
@@ -315,16 +358,24 @@ def _first_pass(files: list[Path], todo: list[int], pass1: Path, cfg: FilterConf
     needs_pool = any(verify.VERIFIERS[n].isolated for n in cfg.verifiers)
     if not needs_pool:
         for index in todo:
-            _finish_file(_prepare_file(files[index], index, cfg, options, contamination), pass1, cfg)
+            if index not in shards.done(pass1) and not shards.is_complete(pass1.parent):
+                _finish_file(_prepare_file(files[index], index, cfg, options, contamination), pass1, cfg)
         return
     from .verify.pool import VerifyPool
 
     in_flight: dict[int, _FileWork] = {}
     answered: list[_FileWork] = []  # files with every verdict in, to be written
+    failed: list[UserError] = []  # a file that cannot be read: the files before it finish first
 
     def tasks():
         for index in todo:
-            work = _prepare_file(files[index], index, cfg, options, contamination)
+            if index in shards.done(pass1) or shards.is_complete(pass1.parent):
+                continue  # a process with the same settings got here first
+            try:
+                work = _prepare_file(files[index], index, cfg, options, contamination)
+            except UserError as e:
+                failed.append(e)
+                return
             if work.pending:
                 in_flight[index] = work
                 yield from _tasks(index, work.rows, work.pending, cfg.verifiers, options)
@@ -342,6 +393,8 @@ def _first_pass(files: list[Path], todo: list[int], pass1: Path, cfg: FilterConf
                 _finish_file(answered.pop(0), pass1, cfg)
     while answered:
         _finish_file(answered.pop(0), pass1, cfg)
+    if failed:
+        raise failed[0]
     if in_flight:  # fail closed: a row nobody verified is never kept as verified
         missing = sum(len(w.pending) for w in in_flight.values())
         raise RuntimeError(f"the verifier pool returned no verdict for {missing} rows")
@@ -355,6 +408,10 @@ def _prepare_file(path: Path, index: int, cfg: FilterConfig, options: dict, cont
     for i, row in enumerate(rows):
         row["reasoning"], row["response"], row["think"] = split_think(row["completion"] or "")
         row["verifier"] = ",".join(n for n in names if verify.applies(n, row))
+        missing = next((k for k in ("id", "sample_idx", "problem") if row[k] is None), None)
+        if missing:  # rejected with its reason (the report counts it), never kept nor a traceback
+            verdicts[i] = verify.Verdict(False, f"no_{missing}")
+            continue
         if contamination is not None:
             benchmark = contamination.match(row["problem"] or "")
             if benchmark is not None:

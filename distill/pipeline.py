@@ -7,8 +7,10 @@ from pathlib import Path
 
 from . import shards
 from .config import Recipe
+from .errors import UserError
 from .filter import STAGE as FILTERED, check_config as check_filter, run_filter
 from .generate import STAGE as TRACES, run_generate, settings_for
+from .report import waste
 from .train import check_config as check_train, run_train
 from .ui import console
 
@@ -35,12 +37,10 @@ def run_pipeline(recipe: Recipe, out: Path, merge: bool = False) -> dict:
     if shards.is_complete(out / FILTERED):
         console.print(f"filter: {out / FILTERED} is complete; skipping")
     timed("filter", run_filter, recipe, out, out)
-    if results["filter"]["kept"] == 0:
-        results["train"] = None
-        console.print(f"train: skipped, the filter kept no rows (see {out / FILTERED / 'report.json'})")
-    else:
-        timed("train", run_train, recipe, out, out, merge=merge, resume=True)  # a rerun continues
-    if recipe.eval.benchmarks and results["train"] is not None:
+    if (line := waste(results["filter"], out / FILTERED / "report.json")) is not None:
+        raise UserError(line)  # nothing (or almost nothing) worth training on: no silent empty run
+    timed("train", run_train, recipe, out, out, merge=merge, resume=True)  # a rerun continues
+    if recipe.eval.benchmarks:
         timed("eval", _evaluate, recipe, out, problems)
     return results
 
@@ -98,8 +98,6 @@ def print_summary(results: dict, out: Path) -> None:
             f"trained    {train['method']} on {train['rows']} rows, {train['steps']} steps, loss {loss}"
             f"{secs.get('train', '')}"
         )
-    else:
-        lines.append("trained    nothing: no rows survived the filter")
     if results.get("eval"):
         for s in results["eval"]["benchmarks"].values():
             lines.append(f"scored     {s['title']}: pass@1 {s['pass@1']:.1f} ± {s['pass@1_se']:.1f} "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import shards
 from .errors import UserError
 
 COLOURS = {"kept": "tab:green", "rejected": "tab:red", "traces": "tab:blue"}
@@ -141,7 +142,8 @@ def write_plots(summary: dict, folder: Path) -> list[Path]:
         folder.mkdir(parents=True, exist_ok=True)
         paths = []
         for name, fig in made.items():
-            fig.savefig(folder / name)  # the Agg canvas: no display needed
+            with shards.writing(folder / name):
+                fig.savefig(folder / name)  # the Agg canvas: no display needed
             paths.append(folder / name)
     except OSError as e:
         raise UserError(f"{folder}: cannot write the plots ({e.strerror or e}); rerun with --no-plots") from None

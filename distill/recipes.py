@@ -145,10 +145,73 @@ def build(cls: type, data: dict, source: str, path: str = "") -> Any:
         raise ConfigError(f"{source}: {where} {e.message}, got {e.value!r}") from None
 
 
+MAX_VALUES = 100_000  # values a YAML document may expand to through its aliases
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a document whose aliases expand past MAX_VALUES values (a
+    "billion laughs" file of a few hundred bytes), or refer to themselves, before building it."""
+
+    def construct_document(self, node):
+        sizes: dict[int, int] = {}
+
+        def size(n, path: frozenset) -> int:
+            if id(n) in path:
+                raise ConfigError("a YAML alias refers to itself")
+            if id(n) not in sizes:
+                inner = path | {id(n)}
+                if isinstance(n, yaml.SequenceNode):
+                    total = 1 + sum(size(c, inner) for c in n.value)
+                elif isinstance(n, yaml.MappingNode):
+                    total = 1 + sum(size(k, inner) + size(v, inner) for k, v in n.value)
+                else:
+                    total = 1
+                if total > MAX_VALUES:
+                    raise ConfigError(f"its aliases expand to more than {MAX_VALUES} values")
+                sizes[id(n)] = total
+            return sizes[id(n)]
+
+        size(node, frozenset())
+        return super().construct_document(node)
+
+
+def parse_yaml(text: str):
+    """yaml.safe_load, bounded (see _BoundedLoader); ConfigError says why, without the source."""
+    return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+_SECRET_KEYS = {"api_key", "apikey", "token", "auth_token", "access_token", "api_token", "hub_token", "hf_token",
+                "secret", "secret_key", "client_secret", "password", "passwd", "private_key", "bearer"}
+
+
+def refuse_secrets(data: Any, source: str, path: str = "") -> None:
+    """Recipes and cards are copied into the run folder (recipe.resolved.yaml, dataset cards):
+    a key in them would be written to disk. Refuse it before anything is, and never repeat it."""
+    if isinstance(data, list):
+        for i, value in enumerate(data):
+            refuse_secrets(value, source, f"{path}.{i}" if path else str(i))
+        return
+    if not isinstance(data, dict):
+        return
+    for key, value in data.items():
+        name, where = str(key).lower(), f"{path}.{key}" if path else str(key)
+        if isinstance(value, str) and value and (name in _SECRET_KEYS or name.endswith(("_api_key", "_secret", "_password"))):
+            raise ConfigError(f"{source}: {where} holds a secret, and recipes and cards are written into the run "
+                              f"folder; put it in an environment variable and name that with api_key_env")
+        if isinstance(value, str) and name.endswith("_env") and not re.fullmatch(r"[A-Z_][A-Z0-9_]{0,63}", value):
+            raise ConfigError(f"{source}: {where} must name an environment variable (LIKE_THIS), not hold the "
+                              f"key itself (value not shown)")
+        refuse_secrets(value, source, where)
+
+
 def load_yaml(path: Path) -> dict:
     """Read a YAML mapping; a broken file is one clear line."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = parse_yaml(Path(path).read_text())
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8 text; save it as UTF-8") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
     except yaml.YAMLError as e:
@@ -193,6 +256,7 @@ def _template_file(value: Any, base: Path, source: str) -> Any:
 
 def _read_card(path: Path) -> dict:
     data = load_yaml(path)
+    refuse_secrets(data, str(path))
     data.setdefault("name", path.stem)
     for key in ("model", "path"):  # a local model folder, a local data file
         if key in data:
@@ -225,8 +289,26 @@ _SHORTHANDS = ((None, "data", "card"), ("filter", "decontaminate", "card"), ("tr
                ("eval", "benchmarks", "name"))
 
 
+_PROMPT_FILES = (".jsonl", ".json", ".csv", ".parquet")
+# keys of a `data:` entry without `card:` that describe the source itself (an inline card)
+_INLINE_CARD = ("name", "domain", "hub", "subset", "answer_pattern", "description")
+
+
+def _inline_source(entry: Any) -> Any:
+    """A `data:` entry that names a file (`path:`) or a hub dataset (`hub:`) and no card gets a
+    card of its own, named after the file or dataset: the user's problems, read with the user's
+    `columns:` and nothing of a bundled card's parsing."""
+    if not isinstance(entry, dict) or "card" in entry or not (entry.get("path") or entry.get("hub")):
+        return entry
+    where = str(entry.get("path") or entry.get("hub"))
+    card = {"name": Path(where).stem if entry.get("path") else where.rstrip("/").split("/")[-1]}
+    card.update({k: entry.pop(k) for k in _INLINE_CARD if k in entry})
+    return {"card": card, **entry}
+
+
 def _normalise_recipe(raw: dict) -> dict:
-    """Shorthands: `data: gsm8k` or `data: [gsm8k, …]` mean `[{card: gsm8k}, …]`; the same for
+    """Shorthands: `data: gsm8k` or `data: [gsm8k, …]` mean `[{card: gsm8k}, …]` (a file name,
+    `[{path: FILE}]`); `data: [{path: FILE, columns: …}]` gets an inline card; the same for
     `filter.decontaminate`; `train.data: FILE` or `[FILE, …]` mean `[{source: FILE}, …]`;
     `eval.benchmarks: gsm8k-test` or `[gsm8k-test, {name: math500, n: 4}]` mean `[{name: …}, …]`."""
     for section, key, first in _SHORTHANDS:
@@ -235,6 +317,10 @@ def _normalise_recipe(raw: dict) -> dict:
             if first == "name" and isinstance(node[key], str):  # `aime24,math500`, as --benchmark takes them
                 node[key] = [part.strip() for part in node[key].split(",") if part.strip()]
             node[key] = _entries(node[key], first)
+            if first == "card" and isinstance(node[key], list):
+                node[key] = [{"path": d["card"]} if isinstance(d, dict) and isinstance(d.get("card"), str)
+                             and d["card"].lower().endswith(_PROMPT_FILES) and len(d) == 1 else d for d in node[key]]
+                node[key] = [_inline_source(d) for d in node[key]]
     return raw
 
 
@@ -266,9 +352,11 @@ def apply_override(raw: dict, assignment: str, label: str | None = None) -> None
     if not sep or not dotted:
         raise ConfigError(f"{label or '--set ' + assignment}: expected KEY=VALUE, e.g. --set generate.n=4")
     try:
-        value = yaml.safe_load(text)
+        value = parse_yaml(text)
     except yaml.YAMLError:
         value = text
+    except ConfigError as e:
+        raise ConfigError(f"{label or '--set ' + assignment}: {e}") from None
     if isinstance(value, (dict, list)) and not text.lstrip().startswith(("{", "[")):
         value = text  # "Solve: {problem}" is a sentence, not a YAML mapping
     keys = dotted.split(".")
@@ -324,6 +412,7 @@ def load_recipe(
     else:
         path = find_recipe(name)
         raw = load_yaml(path)
+        refuse_secrets(raw, str(path))
         from . import foreign
 
         if foreign.detect(raw):
@@ -332,10 +421,12 @@ def load_recipe(
         source = str(path)
         raw = _normalise_recipe(raw)
         _rebase_recipe(raw, path.parent, source)
+    refuse_secrets(raw, source)
     recipe = build(Recipe, raw, source)  # errors here name the recipe or card file
     for i, assignment in enumerate(overrides):
         label = labels[i] if labels else f"--set {assignment}"
         apply_override(raw, assignment, label)
+        refuse_secrets(raw, label.split("=")[0])  # the label holds the value: name the key only
         recipe = build(Recipe, _normalise_recipe(raw), label)
     return recipe
 
@@ -350,7 +441,7 @@ def _translate(raw: dict, path: Path, source: str) -> tuple[dict, list[str], dic
     if foreign.detect(raw) == foreign.LLAMAFACTORY:
         out, warnings, names = foreign.from_llamafactory(raw, source, path.parent)
     else:
-        out, warnings, names = foreign.from_trl(raw, source)
+        out, warnings, names = foreign.from_trl(raw, source, path)
     out["name"] = path.stem
     out["description"] = f"{foreign.detect(raw)} recipe {path.name}"
     _rebase_recipe(out, path.parent, source)

@@ -211,7 +211,8 @@ def write_plots(stage: Path) -> list[str]:
     ax.legend()
     fig.tight_layout()
     path = stage / "lengths.png"
-    fig.savefig(path)  # Figure renders with the Agg canvas: no display needed
+    with shards.writing(path):
+        fig.savefig(path)  # Figure renders with the Agg canvas: no display needed
     return [path.name]
 
 
@@ -271,3 +272,31 @@ def print_report(report: dict) -> None:
         for domain, count in report["unverified"].items():
             console.print(f"[yellow]warning: {count} kept rows of domain '{domain}' were checked by no answer "
                           f"verifier (answer verifiers by domain: {covers}; see filter.verifiers)")
+
+
+# what to check when one reason takes (nearly) every row: the reasons that point at the data or
+# the set-up rather than at the teacher's skill
+_CHECK = {
+    "no_gold": "the problems have no gold answers: check the answer column (columns: {answer: …}) or the card's "
+               "answer_pattern",
+    "no_answer": "the answers end without a final answer the verifier can read (\\boxed{…}): check the teacher's "
+                 "prompt template and max_tokens",
+    "truncated": "the answers were cut off: raise generate.max_tokens",
+    "wrong_answer": "every answer was wrong: check the gold answers, then the teacher",
+}
+
+
+def waste(report: dict, path) -> str | None:
+    """One line when the filter kept nothing, or when one reason that points at the data or the
+    set-up (no gold answers, no final answers) rejected nearly every row; None otherwise."""
+    total, reasons = report.get("rows_in", 0), report.get("reasons", {})
+    if not total or not reasons:
+        return None
+    top, count = max(reasons.items(), key=lambda item: item[1])
+    listed = ", ".join(f"{r} {n}" for r, n in list(reasons.items())[:3])
+    if report["kept"] == 0:
+        return (f"the filter kept 0 of {total} rows ({listed}): {_CHECK.get(top, 'check the filter settings')}; "
+                f"see {path}")
+    if top in ("no_gold", "no_answer") and count >= 0.9 * total:
+        return f"the filter rejected {count} of {total} rows as {top}: {_CHECK[top]}; see {path}"
+    return None

@@ -1,8 +1,17 @@
 """The run folder's record of what made it: `recipe.resolved.yaml`, written before any stage
-writes, and the guard that refuses to continue a stage under a changed configuration."""
+writes, and the guard that refuses to continue a stage under a changed configuration, or to run
+it beside another process (a rank, a second command) that claimed other settings.
+
+Locks (`flock`, released by the kernel however a process ends, so a killed run never blocks its
+rerun): a claim holds `.locks/_claim` exclusively while it reads and writes the
+configuration; every process running a stage then holds `.locks/STAGE` shared until it exits.
+A claim that cannot take that lock exclusively knows the stage is running elsewhere."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +20,7 @@ import yaml
 from . import shards
 from .config import Recipe
 from .recipes import to_dict
-from .errors import ConfigError
+from .errors import ConfigError, UserError
 
 RESOLVED = "recipe.resolved.yaml"
 
@@ -23,6 +32,8 @@ STAGE_KEYS = {
     "train": ("student", "train"),
     "eval": ("eval",),
 }
+LOCKS = ".locks"
+_HELD: dict[str, int] = {}  # stage lock path -> the descriptor this process holds it by
 _IGNORED = {"generate.batch_size", "filter.workers", "eval.batch_size", "eval.workers", "teacher.description",
             "student.description", "generate.max_cost"}
 # a served teacher's endpoint settings decide where and how fast, not what is written
@@ -56,13 +67,76 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def claim(out: Path, recipe: Recipe, stage: str, started: bool) -> None:
-    """Record `recipe` in `out/recipe.resolved.yaml` for `stage`.
+def _lock(fd: int, how: int, path: Path) -> bool:
+    """flock; False when LOCK_NB finds it held. Opened read-write: NFS emulates flock with
+    POSIX locks, whose exclusive kind needs a file open for writing."""
+    try:
+        fcntl.flock(fd, how)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError as e:
+        raise UserError(f"{path}: cannot lock it ({e.strerror}): the run folder's file system must support "
+                        f"flock, or two processes could mix their rows; use a local or NFSv4 folder") from None
 
-    `started` says whether the stage already has work in `out`; then its configuration must
-    be unchanged, or the rows of two configurations would be mixed silently.
+
+@contextmanager
+def _claiming(out: Path):
+    path = out / LOCKS / "_claim"
+    path.parent.mkdir(exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        _lock(fd, fcntl.LOCK_EX, path)  # one claim at a time; each takes milliseconds
+        yield
+    finally:
+        os.close(fd)
+
+
+def _running_elsewhere(out: Path, stage: str) -> bool:
+    """Take this stage's lock shared for the rest of this process; say whether another process
+    holds it (runs the stage) now."""
+    path = out / LOCKS / stage
+    key = str(path.resolve())
+    fd = _HELD.pop(key, None)
+    if fd is None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        _lock(fd, fcntl.LOCK_UN, path)  # our own hold must not count as another process's
+        others = not _lock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, path)
+        _lock(fd, fcntl.LOCK_SH, path)  # no one else claims meanwhile: we hold the claim lock
+    except UserError:
+        os.close(fd)
+        raise
+    _HELD[key] = fd
+    return others
+
+
+def claim(out: Path, recipe: Recipe, stage: str, started: bool) -> None:
+    """Record `recipe` in `out/recipe.resolved.yaml` for `stage`, and mark the stage as running
+    in this process until it exits.
+
+    `started` says whether the stage already has work in `out`; then, or while another process
+    runs the stage, its configuration must be unchanged, or the rows of two configurations
+    would be mixed silently.
     """
     out.mkdir(parents=True, exist_ok=True)
+    with _claiming(out):
+        elsewhere = _running_elsewhere(out, stage)
+        try:
+            _claim(out, recipe, stage, started, elsewhere)
+        except ConfigError:
+            release(out, stage)
+            raise
+
+
+def release(out: Path, stage: str) -> None:
+    """This process no longer runs `stage` in `out` (the lock also goes when the process ends)."""
+    fd = _HELD.pop(str((Path(out) / LOCKS / stage).resolve()), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def _claim(out: Path, recipe: Recipe, stage: str, started: bool, elsewhere: bool) -> None:
     path = out / RESOLVED
     current = to_dict(recipe)
     if not path.is_file():
@@ -75,10 +149,11 @@ def claim(out: Path, recipe: Recipe, stage: str, started: bool) -> None:
     diff = None
     for key in STAGE_KEYS[stage]:
         diff = diff or _first_difference(stored.get(key), current.get(key), key)
-    if diff and started:
+    if diff and (started or elsewhere):
         where, old, new = diff
+        how = "is running in another process" if elsewhere else "was started"
         raise ConfigError(
-            f"{out}: its {stage} stage was started with {where}={_short(old)}, now {_short(new)}; "
+            f"{out}: its {stage} stage {how} with {where}={_short(old)}, now {_short(new)}; "
             f"rerun with the same settings, or use a new --out"
         )
     if diff or not stored:

@@ -9,6 +9,7 @@ that hold a drawn row are read, one at a time.
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 from . import shards
@@ -122,6 +123,16 @@ def _verdict(source: str, row: dict) -> str:
     return "not verified (run `distill filter` for a verdict)"
 
 
+# control characters (ESC starts terminal commands: clear screen, colours, window titles) and
+# bidirectional overrides (text that reads other than it is): shown as escapes, never sent raw
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256
+                            else f"\\u{ord(m.group()):04x}", text)
+
+
 def print_samples(source: str, rows: list[dict], full: bool = False) -> None:
     """Each row: problem, gold answer, then the reasoning and the answer in separate panels."""
     from rich.markup import escape
@@ -135,6 +146,7 @@ def print_samples(source: str, rows: list[dict], full: bool = False) -> None:
         console.print(renderable, soft_wrap=False)  # the shared console keeps lines whole; a panel must wrap
 
     for i, row in enumerate(rows, 1):
+        row = {k: printable(v) if isinstance(v, str) else v for k, v in row.items()}
         # split as the filter splits, so the panels show exactly what it judged
         reasoning, answer, state = split_think(row.get("completion") or "")
         tokens = row.get("completion_tokens")

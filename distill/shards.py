@@ -13,8 +13,10 @@ a rerun skips marked shards and rewrites anything else, so a crash never loses o
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -39,13 +41,30 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+@contextmanager
+def writing(path: Path, tmp: Path | None = None):
+    """Name `path` in a failed write that names no file (pyarrow's and `write()`'s errors do not,
+    e.g. a full disk), so the CLI says what failed where in one line; the temp file goes."""
+    try:
+        yield
+    except OSError as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if e.filename:
+            raise
+        code = e.errno or errno.EIO
+        text = os.strerror(code) + ("; free some space or write to another --out" if code == errno.ENOSPC else "")
+        raise OSError(code, text, str(path)) from None
+
+
 def write_table(path: Path, table: pa.Table) -> None:
     """Write a Parquet file atomically: temp name in the same folder, fsync, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    pq.write_table(table, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
+    with writing(path, tmp):
+        pq.write_table(table, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
 
@@ -61,7 +80,8 @@ def link_file(source: Path, path: Path) -> None:
     try:
         os.link(source, tmp)
     except OSError:
-        shutil.copyfile(source, tmp)
+        with writing(path, tmp):
+            shutil.copyfile(source, tmp)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
 
@@ -70,7 +90,8 @@ def write_text(path: Path, text: str) -> None:
     """Write a small text file atomically (temp file + rename): a reader sees the old or the new."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    tmp.write_text(text)
+    with writing(path, tmp):
+        tmp.write_text(text)
     os.replace(tmp, path)
 
 
@@ -197,11 +218,26 @@ def read_file(path: Path, columns: list[str] | None = None) -> pa.Table:
         if missing:
             raise UserError(f"{path}: missing column '{missing[0]}' (has: {', '.join(pf.schema_arrow.names)})")
     try:
-        return pf.read(columns=columns)
+        table = pf.read(columns=columns)
     except (pa.ArrowException, OSError) as e:
         raise UserError(
             f"{path}: damaged Parquet shard ({reason(e)}); delete it and rerun the stage that wrote it"
         ) from None
+    check_text(path, table)
+    return table
+
+
+def check_text(path: Path, table: pa.Table) -> None:
+    """Arrow keeps a text column's bytes unchecked until they are read: name the bad column
+    here rather than fail with a UnicodeDecodeError wherever a value is first used."""
+    for name in table.column_names:
+        column = table.column(name)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            try:
+                column.validate(full=True)
+            except pa.ArrowInvalid:
+                raise UserError(f"{path}: column '{name}' holds bytes that are not valid UTF-8; "
+                                f"re-encode that text as UTF-8 (or drop those rows) and rerun") from None
 
 
 def count_rows(path: Path) -> int:

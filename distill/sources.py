@@ -73,11 +73,13 @@ def _loaded(card: DatasetCard, path: str | None, split: str) -> tuple[list[dict]
             raise UserError(f"{file}: unsupported file type (use .jsonl, .json, .parquet or .csv)")
         if file.stat().st_size == 0:
             raise UserError(f"{file}: the file is empty (data path of dataset card '{card.name}')")
+        if fmt != "parquet":
+            check_utf8(file)
         try:
             ds = datasets.load_dataset(fmt, data_files=str(file), split="train")
         except Exception as e:  # noqa: BLE001 - any parse failure is the file's fault
             raise UserError(f"{file}: cannot be read as {fmt} ({reason(e, limit=200)})") from None
-        return ds.to_list(), str(file)
+        return _rows(ds, str(file)), str(file)
     if not card.hub:
         raise ConfigError(f"dataset card '{card.name}' names no hub dataset, path or generator")
     try:
@@ -88,7 +90,38 @@ def _loaded(card: DatasetCard, path: str | None, split: str) -> tuple[list[dict]
             f"give a local file: `path: FILE` beside `card: {card.name}` in the recipe "
             f"(e.g. --set data.N.path=FILE)"
         ) from None
-    return ds.to_list(), card.hub
+    return _rows(ds, card.hub), card.hub
+
+
+def _rows(ds, origin: str) -> list[dict]:
+    try:
+        return ds.to_list()
+    except UnicodeDecodeError:  # Arrow keeps text columns' bytes unchecked until read
+        raise UserError(f"{origin}: a text column holds bytes that are not valid UTF-8; "
+                        f"re-encode the file as UTF-8") from None
+
+
+def check_utf8(file: Path) -> None:
+    """Name the first line of a text file that is not valid UTF-8 (read in 1 MiB pieces)."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line, offset = 1, 0
+    with open(file, "rb") as f:
+        while piece := f.read(1 << 20):
+            try:
+                decoder.decode(piece)
+            except UnicodeDecodeError as e:
+                at = max(0, e.start - len(decoder.getstate()[0]))
+                line += piece[:at].count(b"\n")
+                raise UserError(f"{file}: line {line} is not valid UTF-8 (byte 0x{piece[at]:02x} at offset "
+                                f"{offset + at}); re-encode the file as UTF-8") from None
+            line += piece.count(b"\n")
+            offset += len(piece)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise UserError(f"{file}: ends inside a UTF-8 character; re-encode the file as UTF-8") from None
 
 
 def prompt_rows(source: DataSource, loaded: tuple[list[dict], str] | None = None, fix: str | None = None) -> list[dict]:
@@ -123,6 +156,9 @@ def prompt_rows(source: DataSource, loaded: tuple[list[dict], str] | None = None
             m = pattern.search(answer)
             answer = m.group(1).strip() if m else None
         if cols.id is not None:
+            if r[cols.id] is None:  # "card/None" for every such row would fold them into one
+                raise UserError(f"{origin}: row {i} has no '{cols.id}' (null); give every row an id, "
+                                f"or drop `id:` from the columns to derive ids from the problems")
             rid = f"{card.name}/{r[cols.id]}"
         else:  # stable across runs and machines: derived from the source and the problem text
             rid = f"{card.name}/{hashlib.sha1(problem.encode()).hexdigest()[:16]}"
@@ -142,7 +178,23 @@ def prompt_rows(source: DataSource, loaded: tuple[list[dict], str] | None = None
         )
         if source.limit is not None and len(rows) >= source.limit:
             break
+    _check_answers(raw, cols, card, pattern, origin)
     return rows
+
+
+def _check_answers(raw: list[dict], cols, card, pattern, origin: str) -> None:
+    """A card's answer_pattern that matches few of a file's answers would turn every gold answer
+    into nothing (a user's file behind a bundled card): say so before anything is generated."""
+    if pattern is None or not cols.answer:
+        return
+    answers = [a for a in (_as_text(r.get(cols.answer)) for r in raw[:1000]) if a]
+    missed = [a for a in answers if not pattern.search(a)]
+    if answers and len(missed) > len(answers) / 2:
+        raise UserError(
+            f"{origin}: card '{card.name}' reads gold answers with the pattern {card.answer_pattern!r}, which "
+            f"matches {len(answers) - len(missed)} of {len(answers)} answers here (e.g. {missed[0][:30]!r}): "
+            "for your own file drop `card:` and give `path:` with `columns:`"
+        )
 
 
 def load_prompts(sources: tuple[DataSource, ...], limit: int | None = None) -> list[dict]:

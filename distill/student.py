@@ -3,7 +3,7 @@ EOS, checked for what TRL's loss mask needs, and the card's RoPE settings laid o
 
 from __future__ import annotations
 
-from .errors import UserError, reason
+from .errors import ConfigError, reason
 from .ui import console
 
 
@@ -21,7 +21,7 @@ def load_tokenizer(path: str, kwargs: dict, student):
     if student.eos_token:
         # transformers accepts any string here and silently maps an unknown one to the unk id
         if student.eos_token not in tokenizer.get_vocab():
-            raise UserError(
+            raise ConfigError(
                 f"student card '{student.name}': eos_token {student.eos_token!r} is not a token of the tokenizer of "
                 f"{path}; set it to the token that ends an assistant turn in the chat template"
             )
@@ -36,7 +36,7 @@ def _render(tokenizer, where: str, messages: list, **kwargs):
     try:
         return tokenizer.apply_chat_template(messages, **kwargs)
     except Exception as e:  # noqa: BLE001 - a template error is the card's, whatever jinja raised
-        raise UserError(f"{where}: its chat template fails on a plain conversation ({reason(e)})") from None
+        raise ConfigError(f"{where}: its chat template fails on a plain conversation ({reason(e)})") from None
 
 
 def check_template(tokenizer, student) -> None:
@@ -47,17 +47,17 @@ def check_template(tokenizer, student) -> None:
     turn ends with the tokenizer's EOS (else the student never learns to stop where it is told to)."""
     where = f"student card '{student.name}'"
     if not tokenizer.chat_template:
-        raise UserError(f"{where}: the tokenizer has no chat template; set `chat_template:` in the card")
+        raise ConfigError(f"{where}: the tokenizer has no chat template; set `chat_template:` in the card")
     full = _render(tokenizer, where, PROBE, tokenize=False)
     if "PROBE-REASONING" not in full or "PROBE-ANSWER" not in full:
-        raise UserError(
+        raise ConfigError(
             f"{where}: its chat template drops the <think> reasoning from the assistant turn; "
             "set `chat_template:` in the card to one that keeps the assistant content as it is"
         )
     prompt = _render(tokenizer, where, PROBE[:-1], tokenize=False, add_generation_prompt=True)
     if not full.startswith(prompt):
         at = next((i for i, (a, b) in enumerate(zip(prompt, full)) if a != b), min(len(prompt), len(full)))
-        raise UserError(
+        raise ConfigError(
             f"{where}: its chat template renders the prompt with add_generation_prompt=True as {prompt[at:at + 30]!r} "
             f"where the whole conversation has {full[at:at + 30]!r} (character {at}), so the loss mask cannot tell "
             "the answer from the prompt; the generation prompt must be the text the assistant turn starts with"
@@ -65,7 +65,7 @@ def check_template(tokenizer, student) -> None:
     eos = tokenizer.eos_token
     after = full[len(prompt):].split("PROBE-ANSWER", 1)[1]
     if not eos or not after.lstrip().startswith(eos):
-        raise UserError(
+        raise ConfigError(
             f"{where}: its chat template ends the assistant turn with {after.strip()[:30] or 'nothing'!r}, not with "
             f"the tokenizer's EOS {eos!r}, so the student would not learn to stop; set `eos_token:` in the card to "
             "the token that ends an assistant turn"
@@ -99,7 +99,7 @@ def rope_overrides(path: str, kwargs: dict, student, max_length: int) -> dict:
     config = AutoConfig.from_pretrained(path, **kwargs)
     current = getattr(config, "rope_parameters", None)
     if not isinstance(current, dict) or any(isinstance(v, dict) for v in current.values()):
-        raise UserError(f"{where}: rope_theta / rope_scaling need a model with one RoPE setting for all layers; "
+        raise ConfigError(f"{where}: rope_theta / rope_scaling need a model with one RoPE setting for all layers; "
                         f"{path} has {current!r}")
     if student.rope_scaling is not None:
         scaling = dict(student.rope_scaling)
@@ -112,7 +112,7 @@ def rope_overrides(path: str, kwargs: dict, student, max_length: int) -> dict:
         rope["rope_theta"] = float(student.rope_theta)
     known = ["default", *sorted(ROPE_INIT_FUNCTIONS)]
     if rope["rope_type"] not in known:
-        raise UserError(f"{where}: rope_scaling rope_type {rope['rope_type']!r} is not one of {', '.join(known)}")
+        raise ConfigError(f"{where}: rope_scaling rope_type {rope['rope_type']!r} is not one of {', '.join(known)}")
 
     class Collect(logging.Handler):  # transformers only logs most RoPE mistakes; here they stop the run
         def __init__(self):
@@ -139,7 +139,7 @@ def rope_overrides(path: str, kwargs: dict, student, max_length: int) -> dict:
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
     if collect.messages:
-        raise UserError(f"{where}: RoPE settings {rope} rejected by transformers ({collect.messages[0].splitlines()[0]}); "
+        raise ConfigError(f"{where}: RoPE settings {rope} rejected by transformers ({collect.messages[0].splitlines()[0]}); "
                         "fix rope_theta / rope_scaling in the card")
     if max_length > config.max_position_embeddings:
         config.max_position_embeddings = max_length

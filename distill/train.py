@@ -1,15 +1,17 @@
-"""run_train(): filtered rows → prompt/completion conversations → TRL SFTTrainer (+ peft LoRA).
+"""run_train(): filtered rows → conversations → token ids and labels → TRL SFTTrainer (+ peft LoRA).
 
-The loss is on the assistant turn only: each `messages` row becomes a conversational
-prompt/completion pair, and TRL masks everything its chat template renders for the prompt.
-That works with any chat template, including ones without `{% generation %}` markers. Before
-training we count the supervised tokens TRL actually produced and stop when there are none.
+The loss is on the assistant turns (every one of them; `train.loss_on: last` the last only,
+`all` every token): sfttokens.py tokenizes each conversation once and labels the text each
+assistant turn adds to the chat template's render, which works with any chat template,
+including ones without `{% generation %}` markers. TRL receives the labelled rows as they are.
+Before training we count the supervised tokens TRL actually kept and stop when there are none.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -24,14 +26,15 @@ STAGE = "student"
 SUMMARY = "train_summary.json"
 
 
-def _load_rows(folder: Path | None, cfg=None):
-    """The training conversations as a datasets.Dataset of prompt/completion pairs: the Parquet
+def _load_rows(folder: Path | None, cfg):
+    """The training conversations as a datasets.Dataset with a `messages` column: the Parquet
     shards in `folder` (the filter's output, `--data`), or with no folder the recipe's own
     `train.data` sources (files, cards, hub datasets; see sftdata.py)."""
     if folder is None:
         from .sftdata import load_conversations
 
-        return _as_pairs(load_conversations(cfg.data, cfg.data_seed), "train.data")
+        ds = load_conversations(cfg.data, cfg.data_seed, cfg.data_mix, cfg.data_mix_probs)
+        return _check_ends(ds, "train.data", cfg.loss_on)
     files = shards.list_files(folder)
     if not files:
         raise UserError(f"{folder}: no Parquet files to train on")
@@ -47,47 +50,49 @@ def _load_rows(folder: Path | None, cfg=None):
 
     datasets.disable_progress_bars()
     ds = datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train")
-    return _as_pairs(ds.select_columns(["messages"]), folder)
+    return _check_ends(ds.select_columns(["messages"]), folder, cfg.loss_on)
 
 
-def _as_pairs(ds, where):
-    def split(row: dict) -> dict:
-        messages = row["messages"]
-        if not messages or messages[-1]["role"] != "assistant":
-            raise UserError(f"{where}: a conversation does not end with an assistant turn")
-        return {"prompt": messages[:-1], "completion": messages[-1:]}
+def _check_ends(ds, where, loss_on: str):
+    """With the loss on the answers, each conversation must end with one: a trailing prompt would
+    be text the student is never asked to write."""
+    if loss_on != "all":
+        for messages in ds["messages"]:
+            if not messages or messages[-1]["role"] != "assistant":
+                raise UserError(f"{where}: a conversation does not end with an assistant turn")
+    return ds
 
-    return ds.map(split, remove_columns=["messages"])
 
+def _prepare(dataset, tokenizer, cfg, max_length: int, run: Path):
+    """Tokenize once, with labels on the supervised turns (sfttokens.py), batched, in
+    `dataset_num_proc` processes, kept in RUN/tokens for a resumed run. Conversations longer
+    than max_length are counted, and dropped when asked (TRL would truncate them silently);
+    rows whose first supervised token lies beyond max_length carry no loss and are left out.
+    Returns (dataset of input_ids/labels, overlong count, rows left out for want of a supervised
+    token, supervised tokens per assistant-turn position, assistant turns left unmatched)."""
+    from .sfttokens import cached, turn_totals
 
-def _overlong(dataset, tokenizer, max_length: int, action: str, assistant_only: bool):
-    """Count conversations longer than max_length (the prompt and the answer, as the template
-    renders them), and drop them when asked; TRL would otherwise truncate them silently. Rows
-    whose prompt alone fills max_length carry no loss on the assistant turn: they are left out
-    (TRL drops them unannounced when it truncates, and keeps them, lossless, when it packs).
-    Returns (dataset, overlong count, count left out for want of a supervised token)."""
-
-    def length(row: dict) -> dict:
-        n = len(tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True, return_dict=True)["input_ids"])
-        # the prompt's render is a prefix of the whole (student.check_template): it can fill
-        # max_length only when the whole does, so only then is it tokenized on its own
-        prompt = len(tokenizer.apply_chat_template(row["prompt"], tokenize=True, return_dict=True,
-                                                   add_generation_prompt=True)["input_ids"]) \
-            if assistant_only and n >= max_length else 0
-        return {"_length": n, "_prompt": prompt}
-
-    measured = dataset.map(length)
-    lengths, prompts = measured["_length"], measured["_prompt"]
-    long = [i for i, n in enumerate(lengths) if n > max_length]
-    lossless = {i for i, n in enumerate(prompts) if n >= max_length}
-    drop = set(long) if action == "drop" else set()
+    # without packing the rows are cut to max_length here and TRL has nothing left to prepare;
+    # packing cuts its own (TRL packs the tokenized rows)
+    tokens, reused = cached(run, dataset, tokenizer, cfg.loss_on, max_length, cfg.trl.get("dataset_num_proc"),
+                            truncate=not cfg.packing)
+    if reused:
+        console.print(f"train: {len(tokens)} conversations tokenized before, read from {run / 'tokens'}")
+    lengths, first = tokens["_length"], tokens["_first"]
+    long = {i for i, n in enumerate(lengths) if n > max_length}
+    lossless = {i for i, f in enumerate(first) if f < 0 or f >= max_length}
+    drop = long if cfg.overlong == "drop" else set()
     skip = drop | lossless
+    kept = [i for i in range(len(lengths)) if i not in skip]
+    if not kept:
+        raise UserError(f"every conversation is longer than max_length={max_length}"
+                        + (", or its prompt alone fills it (no supervised token within it)" if lossless - drop else "")
+                        + "; raise train.max_length")
+    totals = turn_totals([tokens["_turns"][i] for i in kept])
+    unmatched = sum(tokens["_unmatched"])
     if skip:
-        dataset = dataset.select([i for i in range(len(lengths)) if i not in skip])
-        if dataset.num_rows == 0:
-            raise UserError(f"every conversation is longer than max_length={max_length}"
-                            + (", or its prompt alone is" if lossless - drop else "") + "; raise train.max_length")
-    return dataset, len(long), len(lossless - drop)
+        tokens = tokens.select(kept)
+    return tokens.select_columns(["input_ids", "labels"]), len(long), len(lossless - drop), totals, unmatched
 
 
 def _align_eos(model, tokenizer) -> None:
@@ -209,6 +214,7 @@ def _trl_extra(extra: dict) -> dict:
     for key in extra:
         if key not in valid:
             raise unknown_key_error(str(key), valid, "recipe", "train.trl")
+    train_options.check_trl_values(extra)
     return dict(extra)
 
 
@@ -219,12 +225,15 @@ def check_config(recipe: Recipe) -> None:
     _trl_extra(recipe.train.trl)
     train_options.check_reporters(recipe.train)
     train_options.check_hub(recipe.train)
-    if recipe.train.liger or recipe.train.attn_implementation:  # the choices that can fail on this machine
+    optim = recipe.train.trl.get("optim")
+    if recipe.train.liger or recipe.train.attn_implementation or optim:  # the choices that can fail on this machine
         import torch
 
         on_gpu = torch.cuda.is_available()
         train_options.attention(recipe.train, on_gpu)
         train_options.liger(recipe.train, on_gpu)
+        if optim:
+            train_options.check_optimizer(str(optim), on_gpu)
     if recipe.train.method == "qlora":
         import torch
 
@@ -256,9 +265,11 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
     stage = Path(out) / STAGE
     summary_path = stage / SUMMARY
     max_length = cfg.max_length or student.max_length
+    if data is None and not cfg.data and (Path(out) / "filtered").is_dir():
+        data = Path(out)  # the run folder's own filter output (refused below while unfinished)
     if data is None and not cfg.data:
-        raise ConfigError("no training data: give --data IN (a run folder, or Parquet with `messages`), "
-                          "or name it in the recipe (train.data, or dataset_name in an open-r1 recipe)")
+        raise ConfigError("no training data: run `distill filter --out RUN` first, give --data IN (a run folder, "
+                          "or Parquet with `messages`), or name it in the recipe (train.data, or dataset_name)")
     folder = shards.input_folder(data, "filtered", "filter") if data is not None else None
     if summary_path.is_file():
         runfolder.claim(Path(out), recipe, "train", started=True)
@@ -287,7 +298,10 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
     models.check_loadable(student, "student")
     path, kwargs = models.load_args(student)
     tokenizer = load_tokenizer(path, kwargs, student)
-    dataset, overlong, empty = _overlong(dataset, tokenizer, max_length, cfg.overlong, cfg.loss_on == "assistant")
+    dataset, overlong, empty, by_turn, unmatched = _prepare(dataset, tokenizer, cfg, max_length, Path(out))
+    if unmatched:
+        console.print(f"train: the chat template rewrites earlier answers once later turns follow, so "
+                      f"{plural(unmatched, 'earlier assistant turn')} carry no loss")
     if overlong:
         console.print(f"train: {plural(overlong, 'conversation')} longer than max_length={max_length}: "
                       + ("dropped" if cfg.overlong == "drop" else "truncated (train.overlong: drop drops them)"))
@@ -298,7 +312,8 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
         from transformers import BitsAndBytesConfig
 
         load["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=cfg.qlora_double_quant,
+            bnb_4bit_compute_dtype=dtype
         )
     rope = rope_overrides(path, kwargs, student, max_length)
     if rope:
@@ -347,11 +362,12 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
         hub_model_id=cfg.hub_model_id,
         seed=cfg.seed,
         max_length=max_length,
-        completion_only_loss=cfg.loss_on == "assistant",
         gradient_checkpointing=cfg.gradient_checkpointing,
         # reentrant checkpointing loses the gradient when only LoRA adapters train (frozen inputs)
         gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
         packing=cfg.packing,  # TRL's default strategy (bfd) is padding-free: one flat row per batch
+        # the rows come tokenized, labelled, cut to max_length and without fully masked rows
+        dataset_kwargs={"skip_prepare_dataset": True} if not cfg.packing else None,
         train_sampling_strategy="group_by_length" if _group_by_length(cfg) else "random",
         use_liger_kernel=liger,
         bf16=dtype == torch.bfloat16,  # never bf16 on a CPU: TrainingArguments refuses it there
@@ -360,6 +376,8 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
         disable_tqdm=True,  # _quiet_logs prints progress instead
     )
     settings.update(_trl_extra(cfg.trl))  # the recipe's own SFTConfig arguments win
+    if settings.get("dataset_num_proc"):  # a recipe written for a 48-core node, run on a laptop
+        settings["dataset_num_proc"] = min(settings["dataset_num_proc"], os.cpu_count() or 1)
     args = SFTConfig(**settings)
     grouped = args.train_sampling_strategy == "group_by_length"  # train.trl may have said otherwise
     trainer = _sft_trainer(grouped)(
@@ -395,6 +413,9 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
         "method": cfg.method,
         "rows": dataset.num_rows,  # conversations (TRL's rows are packed sequences when packing)
         "supervised_tokens": sum(counts),
+        # by assistant turn (first, second, …) within max_length: multi-turn rows learn every answer
+        "supervised_tokens_by_turn": by_turn,
+        "assistant_turns_unmatched": unmatched,
         "rows_without_supervised_tokens": empty,
         "steps": trainer.state.global_step,
         "loss_first": loss_first,  # mean of the first quarter
@@ -444,13 +465,25 @@ def _quiet_logs(trainer) -> None:
     """Replace the trainer's per-step log dicts with about ten compact lines."""
     from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 
+    import time
+
+    from .ui import duration
+
     class Report(TrainerCallback):
+        started = (0.0, 0)  # (clock, step) when this process began training: a resumed run counts from there
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            Report.started = (time.monotonic(), state.global_step)
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             every = max(1, state.max_steps // 10)
             if logs and "loss" in logs and (state.global_step % every == 0 or state.global_step == state.max_steps):
+                clock, first = Report.started
+                elapsed, done = time.monotonic() - clock, state.global_step - first
+                eta = duration(elapsed / done * (state.max_steps - state.global_step)) if done > 0 else "?"
                 console.print(
                     f"  step {state.global_step}/{state.max_steps}  loss {float(logs['loss']):.4f}  "
-                    f"lr {float(logs.get('learning_rate', 0)):.2e}"
+                    f"lr {float(logs.get('learning_rate', 0)):.2e}  {duration(elapsed)}, ETA {eta}"
                 )
 
     trainer.remove_callback(PrinterCallback)

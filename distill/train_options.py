@@ -50,9 +50,11 @@ def attention(cfg: TrainConfig, on_gpu: bool) -> str:
 
 
 def liger(cfg: TrainConfig, on_gpu: bool) -> bool:
-    """Liger kernels: the recipe's choice, or on when liger-kernel imports and a GPU is used."""
-    if cfg.liger is None:
-        return on_gpu and _imports("liger_kernel")
+    """Liger kernels, only when the recipe asks (TRL's use_liger_kernel, LLaMA-Factory's
+    enable_liger_kernel, train.liger): switched on by itself it met known upstream failures
+    (LoRA on Qwen3)."""
+    if not cfg.liger:
+        return False
     if cfg.liger and not _imports("liger_kernel"):
         raise ConfigError("train.liger: true needs the liger-kernel package: pip install liger-kernel "
                           "(or set train.liger: false)")
@@ -96,3 +98,50 @@ def check_hub(cfg: TrainConfig) -> None:
     except Exception as e:  # noqa: BLE001 - offline, refused token, proxy: all one line
         raise ConfigError(f"train.push_to_hub: cannot reach the hub with this machine's token ({reason(e)}); "
                           "check the network and `hf auth whoami`, or set train.push_to_hub: false") from None
+
+
+# optimizers transformers builds from another package, by name: (pattern, module, pip name, GPU only)
+_OPTIMIZERS = (("galore", "galore_torch", "galore-torch", False), ("apollo", "apollo_torch", "apollo-torch", False),
+               ("lomo", "lomo_optim", "lomo-optim", False), ("grokadamw", "grokadamw", "grokadamw", False),
+               ("schedule_free", "schedulefree", "schedulefree", False),
+               ("adamw_torch_4bit", "torchao", "torchao", False), ("adamw_torch_8bit", "torchao", "torchao", False),
+               ("stable_adamw", "optimi", "torch-optimi", False), ("anyprecision", "torchdistx", "torchdistx", False),
+               ("8bit", "bitsandbytes", "bitsandbytes", True), ("paged_", "bitsandbytes", "bitsandbytes", True),
+               ("bnb", "bitsandbytes", "bitsandbytes", True), ("lion", "bitsandbytes", "bitsandbytes", True),
+               ("ademamix", "bitsandbytes", "bitsandbytes", True), ("_xla", "torch_xla", "torch-xla", False),
+               ("_npu", "torch_npu", "torch-npu", False))
+
+
+def check_optimizer(name: str, on_gpu: bool) -> None:
+    """An optimizer that needs a package (bitsandbytes' 8-bit and paged ones, GaLore, …) or a GPU
+    is one line before any data or model loads, not a traceback after the model has."""
+    for pattern, module, package, gpu in _OPTIMIZERS:
+        if pattern not in name:
+            continue
+        if not _imports(module):
+            raise ConfigError(f"train.trl.optim: {name} needs the {package} package: pip install {package} "
+                              "(or use optim: adamw_torch)")
+        if gpu and not on_gpu:
+            raise ConfigError(f"train.trl.optim: {name} runs on a CUDA GPU only (bitsandbytes); use adamw_torch here")
+        return
+
+
+def check_trl_values(extra: dict) -> None:
+    """The values of further SFTConfig arguments that TRL would refuse only after the model loads:
+    those with fixed choices (packing_strategy, optim, lr_scheduler_type, …) are checked here."""
+    import dataclasses
+    import enum
+    import typing
+
+    from trl import SFTConfig
+
+    fields = {f.name: f for f in dataclasses.fields(SFTConfig)}
+    for key, value in extra.items():
+        f = fields[key]
+        choices = list((f.metadata or {}).get("choices") or [])
+        for arg in typing.get_args(f.type) or (f.type,):
+            if isinstance(arg, type) and issubclass(arg, enum.Enum):
+                choices += [m.value for m in arg]
+        if choices and value not in choices and not (value is None and f.default is None):
+            shown = ", ".join(map(str, choices[:8])) + (", …" if len(choices) > 8 else "")
+            raise ConfigError(f"train.trl.{key}: {str(value)[:40]!r} is not one of TRL's choices ({shown})")

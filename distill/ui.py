@@ -17,7 +17,8 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """Seconds as 1m05s, or 2h03m past an hour."""
     seconds = int(seconds)
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
@@ -94,7 +95,7 @@ class GenProgress:
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.start, 1e-9)
         rate = (self.samples - self.restored_samples) / elapsed
-        eta = _duration((self.samples_total - self.samples) / rate) if rate > 0 else "?"
+        eta = duration((self.samples_total - self.samples) / rate) if rate > 0 else "?"
         trunc = 100 * self.truncated / self.samples if self.samples else 0.0
         parts = [
             f"prompts {self.prompts}/{self.prompts_total}",
@@ -102,7 +103,7 @@ class GenProgress:
             + (f" ({self.restored_samples} journaled before)" if self.restored_samples else ""),
             f"{self.tokens / elapsed:,.0f} tok/s",
             f"truncated {trunc:.1f}%",
-            f"elapsed {_duration(elapsed)}",
+            f"elapsed {duration(elapsed)}",
             f"ETA {eta}",
         ]
         if self.prompt_tokens:

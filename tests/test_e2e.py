@@ -26,12 +26,17 @@ def test_run_tiny_qwen2_end_to_end(tmp_path, tiny_recipe):
     assert "samples, " not in again.stdout
 
 
-def test_run_with_nothing_kept_says_so(tmp_path, tiny_recipe):
+def test_run_with_nothing_kept_ends_non_zero_with_what_to_check(tmp_path, tiny_recipe):
     recipe = tiny_recipe(filter={"verifiers": ["format", "math"], "reject_truncated": True})
     result = run_cli("run", "-r", recipe, "--out", tmp_path / "run")
-    assert result.returncode == 0, result.stderr
-    assert "train: skipped, the filter kept no rows" in result.stdout
-    assert "Traceback" not in result.stderr
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "the filter kept 0 of 12 rows (" in line and "see " in line and "report.json" in line
+    assert not (tmp_path / "run" / "student").exists()  # nothing trained on nothing
+    # the same from `distill filter` on its own, rows and report written all the same
+    again = run_cli("filter", "--out", tmp_path / "run", "-r", recipe)
+    assert again.returncode == 1 and "the filter kept 0 of 12 rows" in again.stderr
+    assert (tmp_path / "run" / "filtered" / "report.json").is_file()
 
 
 @pytest.mark.slow

@@ -221,16 +221,16 @@ def test_openr1_recipe_maps_onto_student_and_train(tmp_path, capsys):
     assert (t.report_to, t.push_to_hub, t.hub_model_id, t.save_total_limit) == (
         ("wandb",), True, "OpenR1-Distill-7B", 1)
     assert t.dtype == "auto" and t.loss_on == "all"  # TRL's loss on messages rows: the whole sequence
-    assert t.trl == {"gradient_checkpointing_kwargs": {"use_reentrant": False}, "hub_strategy": "every_save"}
+    assert t.trl == {"gradient_checkpointing_kwargs": {"use_reentrant": False}, "hub_strategy": "every_save",
+                     "dataset_num_proc": 12}
     (data,) = t.data
     assert (data.source, data.config, data.split) == ("open-r1/Mixture-of-Thoughts", "all", "train")
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("warning:")]
-    warned = {line.split(": ")[2].split()[0] for line in lines}
-    assert warned == {"output_dir", "overwrite_output_dir", "do_eval", "eval_strategy", "per_device_eval_batch_size",
-                      "log_level", "logging_strategy", "save_strategy", "dataset_num_proc",
-                      "assistant_only_loss"}  # the whole-sequence loss is read as published, and said
-    assert len(lines) == len(err.strip().splitlines())  # one line each
+    assert len(lines) == len(err.strip().splitlines()) == 2  # the ignored settings said once, in one line
+    assert _ignored(lines[0]) == {"output_dir", "overwrite_output_dir", "do_eval", "eval_strategy",
+                                  "per_device_eval_batch_size", "log_level", "logging_strategy", "save_strategy"}
+    assert "assistant_only_loss is not set" in lines[1]  # the whole-sequence loss is read as published, and said
 
 
 def test_openr1_old_names_mixture_and_lora(tmp_path, capsys):
@@ -246,8 +246,7 @@ def test_openr1_old_names_mixture_and_lora(tmp_path, capsys):
         ("open-r1/Mixture-of-Thoughts", "code", None, ("messages",))]
     assert t.data_seed == 7
     err = capsys.readouterr().err
-    for key in ("dataset_mixture.test_split_size", "callbacks", "benchmarks", "wandb_project"):
-        assert f"warning: {tmp_path / 'config_s1k.yaml'}: {key} has no effect" in err
+    assert {"dataset_mixture.test_split_size", "callbacks", "benchmarks", "wandb_project"} <= _ignored(err)
 
 
 def test_aliases_of_one_setting_must_agree(tmp_path):
@@ -265,7 +264,28 @@ def test_aliases_of_one_setting_must_agree(tmp_path):
         "qlora", ("q_proj", "v_proj"))
 
 
+def _ignored(err: str) -> set[str]:
+    """The settings named in the one 'no effect … ignored: a, b and N more' warning line."""
+    (line,) = [line for line in err.splitlines() if "with no effect on what distill trains, ignored: " in line]
+    listed = line.split("ignored: ")[1].split(" (docs/")[0].split(" and ")[0]
+    return set(listed.split(", "))
+
+
+def _lf_demo_data(folder) -> None:
+    """A data/ folder laid out as LLaMA-Factory's own: alpaca files named in dataset_info.json."""
+    folder.mkdir(exist_ok=True)
+    (folder / "identity.json").write_text(json.dumps([
+        {"instruction": "hi", "input": "", "output": "Hello! I am {{name}}, an assistant by {{author}}."},
+        {"instruction": "Who are you?", "input": "", "output": "I am {{name}}."}]))
+    (folder / "alpaca_en_demo.json").write_text(json.dumps([
+        {"instruction": "Translate to French.", "input": "Good morning", "output": "Bonjour"},
+        {"instruction": "Name a colour.", "input": "", "output": "Blue."}]))
+    (folder / "dataset_info.json").write_text(json.dumps({
+        "identity": {"file_name": "identity.json"}, "alpaca_en_demo": {"file_name": "alpaca_en_demo.json"}}))
+
+
 def test_llamafactory_lora_recipe_maps(tmp_path, capsys):
+    _lf_demo_data(tmp_path / "data")
     recipe = load_recipe(str(_write(tmp_path, "qwen3_lora_sft.yaml", LF_LORA)))
     t = recipe.train
     assert recipe.student.model == "Qwen/Qwen3-4B-Instruct-2507"
@@ -273,10 +293,11 @@ def test_llamafactory_lora_recipe_maps(tmp_path, capsys):
     assert (t.batch_size, t.grad_accum, t.learning_rate, t.epochs, t.lr_scheduler, t.warmup_ratio) == (
         1, 8, 1e-4, 3.0, "cosine", 0.1)
     assert (t.gradient_checkpointing, t.loss_on, t.report_to, t.logging_steps) == (True, "assistant", (), 10)
-    assert [(d.source, d.limit) for d in t.data] == [("identity", 1000), ("alpaca_en_demo", 1000)]
-    err = capsys.readouterr().err
-    for key in ("template", "output_dir", "plot_loss", "ddp_timeout", "preprocessing_num_workers"):
-        assert f"{key} has no effect here" in err
+    assert [(d.source, d.limit, d.formatting) for d in t.data] == [
+        (str(tmp_path / "data" / "identity.json"), 1000, "alpaca"),
+        (str(tmp_path / "data" / "alpaca_en_demo.json"), 1000, "alpaca")]
+    assert {"template", "output_dir", "plot_loss", "ddp_timeout", "preprocessing_num_workers"} <= _ignored(
+        capsys.readouterr().err)
     assert t.group_by_length is False
 
 
@@ -309,8 +330,9 @@ def test_llamafactory_dataset_info_resolves_names(tmp_path):
         "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "user", "assistant_tag": "assistant"}}}))
     text = LF_LORA.replace("dataset: identity,alpaca_en_demo", "dataset: Sky-T1\ndataset_dir: data")
     (d,) = load_recipe(str(_write(tmp_path, "sky.yaml", text))).train.data
-    assert (d.source, d.messages, d.system, d.role_tag, d.roles) == (
-        str(data / "sky.jsonl"), "conversations", "system", "from", {"user": "user", "assistant": "assistant"})
+    assert (d.source, d.messages, d.system, d.role_tag, d.formatting) == (
+        str(data / "sky.jsonl"), "conversations", "system", "from", "sharegpt")
+    assert {k: v for k, v in d.roles.items() if v in ("user", "assistant")} == {"user": "user", "assistant": "assistant"}
 
 
 def test_openthinker_recipe_maps(tmp_path, capsys):
@@ -320,9 +342,11 @@ def test_openthinker_recipe_maps(tmp_path, capsys):
     (d,) = t.data
     assert (d.source, d.messages, d.role_tag, d.content_tag, d.roles, d.limit) == (
         "open-thoughts/OpenThoughts-114k", "conversations", "from", "value",
-        {"user": "user", "assistant": "assistant"}, 1000000)
+        {"user": "user", "assistant": "assistant", "system": "system", "observation": "observation",
+         "function_call": "function"}, 1000000)
+    assert d.formatting == "sharegpt"
     err = capsys.readouterr().err
-    assert "global_batch_size has no effect here" in err and "deepspeed has no effect here" in err
+    assert "global_batch_size" in err.split("ignored: ")[1] and "deepspeed" in err.split("ignored: ")[1]
 
 
 @pytest.mark.parametrize("text,typo,near", [
@@ -331,16 +355,16 @@ def test_openthinker_recipe_maps(tmp_path, capsys):
 ])
 def test_unknown_key_names_the_nearest(tmp_path, text, typo, near):
     path = _write(tmp_path, "r.yaml", text.replace(f"{typo}:", f"{typo[:-2]}x{typo[-1]}:", 1))
-    with pytest.raises(ConfigError, match=rf"unknown key '{typo[:-2]}x{typo[-1]}' at the top level \(did you mean '{near}'"):
+    with pytest.raises(ConfigError, match=rf"unknown key '{typo[:-2]}x{typo[-1]}': no .* argument has this name \(did you mean {near}"):
         load_recipe(str(path))
 
 
 def test_unsupported_and_non_sft_are_one_line(tmp_path):
-    with pytest.raises(ConfigError, match="use_dora: True is not supported"):
+    with pytest.raises(ConfigError, match=r"not supported by distill \(a TRL feature: DoRA\): use_dora: True"):
         load_recipe(str(_write(tmp_path, "a.yaml", "model_name_or_path: m\nuse_peft: true\nuse_dora: true\n")))
-    with pytest.raises(ConfigError, match="stage: dpo is not supervised fine-tuning"):
+    with pytest.raises(ConfigError, match=r"this is a LLaMA-Factory DPO \(stage: dpo\) file, not a supervised"):
         load_recipe(str(_write(tmp_path, "b.yaml", LF_LORA.replace("stage: sft", "stage: dpo"))))
-    with pytest.raises(ConfigError, match="finetuning_type: freeze is not supported"):
+    with pytest.raises(ConfigError, match=r"not supported by distill \(a LLaMA-Factory feature\): finetuning_type: 'freeze'"):
         load_recipe(str(_write(tmp_path, "c.yaml", LF_LORA.replace("finetuning_type: lora", "finetuning_type: freeze"))))
 
 
@@ -407,7 +431,7 @@ def test_openr1_recipe_trains_a_tiny_model_through_the_cli(tmp_path, tiny_qwen2)
     resolved = yaml.safe_load((out / "recipe.resolved.yaml").read_text())
     assert resolved["train"]["data"][0]["source"] == str(data)
     assert resolved["student"]["eos_token"] == "<|im_end|>"
-    assert "output_dir has no effect here" in result.stderr
+    assert "settings with no effect on what distill trains, ignored: " in result.stderr and "output_dir" in result.stderr
 
 
 def test_bad_model_and_bad_data_are_one_line(tmp_path):
@@ -429,7 +453,7 @@ def test_bad_model_and_bad_data_are_one_line(tmp_path):
     assert "cannot load hub dataset 'open-r1/Mixture-of-Thoughts'" in result.stderr
     recipe.write_text("model_name_or_path: /no/such/model\nreport_to: none\nassistant_only_loss: true\n")
     result = run_cli("train", "-r", recipe, "--out", tmp_path / "o4")
-    assert result.returncode == 2 and "no training data: give --data IN" in result.stderr
+    assert result.returncode == 2 and "no training data: run `distill filter --out RUN` first" in result.stderr
 
 
 def _card_name(student):

@@ -224,7 +224,8 @@ def test_a_template_that_strips_think_is_one_line(tiny_recipe, filtered_run, tmp
 
     card = write_yaml(tmp_path / "strips.yaml", {"model": str(tiny_qwen2), "chat_template": STRIPS_THINK})
     result = run_cli("train", "-r", tiny_recipe(), "--data", filtered_run, "--out", filtered_run, "--set", f"student={card}")
-    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    # a card problem: exit 2, as for recipes and --set
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "its chat template drops the <think> reasoning from the assistant turn" in result.stderr
 
 
@@ -270,3 +271,11 @@ def test_eos_of_the_tokenizer_becomes_a_stop_token(tiny_recipe, filtered_run, tm
     assert eos != 0
     for folder in (filtered_run / "student", filtered_run / "student" / "merged"):
         assert GenerationConfig.from_pretrained(folder).eos_token_id == [0, eos]
+
+
+def test_train_reads_the_run_folders_own_filter_output(tiny_recipe, filtered_run):
+    """`distill train --recipe R --out RUN` trains on RUN/filtered, with no --data."""
+    result = run_cli("train", "--recipe", tiny_recipe(), "--out", filtered_run, "--set", "train.max_steps=1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((filtered_run / "student" / "train_summary.json").read_text())
+    assert summary["rows"] == 4 and summary["steps"] == 1

@@ -10,6 +10,7 @@ from . import Verdict, register
 LETTERS = "ABCDEFGHIJ"
 _OPTION_LINE = re.compile(r"^\s*\(?([A-J])[\.\):]\s+(.+?)\s*$", re.M)
 _LETTER = re.compile(r"^\(?([A-J])\)?(?:[\.\):]|\s|$)")
+_ANOTHER = re.compile(r"^\s*(?:,|/|&|\bor\b|\band\b|\\lor|\\vee)\s*\(?[A-J]\)?(?![A-Za-z])", re.I)
 _STATED = re.compile(
     r"(?:answer|choice|option)\s*(?:is|:)?\s*(?:\*\*)?\s*(?:\\text\{)?\(?([A-J])\)?(?![A-Za-z])", re.I
 )
@@ -30,6 +31,10 @@ def _as_letter(text: str, options: dict[str, str]) -> str | None:
     text = re.sub(r"\\text\{(.*?)\}", r"\1", text.strip())
     m = _LETTER.match(text)
     if m and m.group(1) in (options or LETTERS):
+        rest = text[m.end():]
+        # "B or C", "A, B": more than one option named is no choice at all
+        if _ANOTHER.match(rest):
+            return None
         return m.group(1)
     wanted = _norm(text)
     matches = [letter for letter, option in options.items() if _norm(option) == wanted]

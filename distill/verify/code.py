@@ -6,6 +6,11 @@ sandbox (verify/sandbox.py), every test in a fresh process.
   (APPS / CodeContests style);
 - {"asserts": ["assert f(1) == 2", ...]} or {"test_code": "..."}: code run after the program
   (HumanEval / MBPP style).
+
+A stdin/stdout test passes when the program exits 0 and its whole output (up to the sandbox's
+file size limit; a larger one is rejected, never cut) matches; an assert test passes only on the
+harness's proof that the program and every statement of the tests ran to the end, with asserts
+strict about types (verify/harness.py) — an exit status proves nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import re
 import signal
 
 from . import Verdict, register
-from .sandbox import Limits, run_python
+from .sandbox import BWRAP, Limits, run_python
 
 _FENCE = re.compile(r"```(?:python3?|py)?[ \t]*\n(.*?)```", re.S | re.I)
 
@@ -25,8 +30,8 @@ def extract_program(response: str) -> str | None:
     return blocks[-1] if blocks else None
 
 
-def parse_tests(tests) -> list[tuple[str, str | None, str]] | None:
-    """(program suffix, expected stdout or None, stdin) per test case."""
+def parse_tests(tests) -> list[tuple[str | None, str | None, str]] | None:
+    """(test code or None, expected stdout or None, stdin) per test case."""
     if tests is None:
         return None
     try:
@@ -34,11 +39,11 @@ def parse_tests(tests) -> list[tuple[str, str | None, str]] | None:
     except ValueError:
         return None
     if isinstance(spec, dict) and "inputs" in spec and "outputs" in spec:
-        return [("", str(o), str(i)) for i, o in zip(spec["inputs"], spec["outputs"])]
+        return [(None, str(o), str(i)) for i, o in zip(spec["inputs"], spec["outputs"])]
     if isinstance(spec, dict) and "asserts" in spec:
-        return [("\n" + "\n".join(spec["asserts"]) + "\n", None, "")]
+        return [("\n".join(map(str, spec["asserts"])) + "\n", None, "")]
     if isinstance(spec, dict) and "test_code" in spec:
-        return [("\n" + spec["test_code"] + "\n", None, "")]
+        return [(str(spec["test_code"]) + "\n", None, "")]
     return None
 
 
@@ -56,10 +61,15 @@ def check_code(row: dict, options: dict) -> Verdict:
     program = extract_program(row.get("response") or "")
     if program is None:
         return Verdict(False, "no_code")
-    for suffix, expected, stdin in cases:
-        result = run_python(program + suffix, stdin, limits(options))
+    mode = options.get("code_sandbox", BWRAP)
+    for test_code, expected, stdin in cases:
+        result = run_python(program, stdin, limits(options), tests=test_code, mode=mode)
         if result.timed_out or result.returncode == -signal.SIGXCPU:  # wall clock or CPU limit
             return Verdict(False, "code_timeout")
+        if result.output_too_large:
+            return Verdict(False, "output_too_large")
+        if test_code is not None and not result.proved:
+            return Verdict(False, "tests_failed")
         if result.returncode != 0:
             return Verdict(False, "tests_failed")
         if expected is not None and result.stdout.split() != expected.split():

@@ -1,68 +1,47 @@
-"""Run untrusted Python in a separate process that cannot hurt the machine.
+"""Run untrusted Python in a kernel sandbox made by bubblewrap (`bwrap`, what Flatpak uses).
 
-Layers, each covering for the others:
-- resource limits: CPU seconds, address space (a 100 GB allocation fails), processes (a fork
-  bomb stops), file size, open files;
-- a fresh scratch directory as the working directory, a scrubbed environment, `python -I`;
-- where the kernel allows user namespaces: a new network namespace (no network at all) and a
-  new mount namespace in which every mount but the scratch directory is read-only; leaving
-  the initial user namespace also drops root's exemption from the process limit;
-- an audit hook in the runner refuses writes outside the scratch directory, sockets, process
-  creation and ctypes, for code that would try from Python;
-- a wall-clock limit that kills the whole process group, and PR_SET_PDEATHSIG so the program
-  dies with the verifier worker that started it.
+Each run gets a fresh sandbox (docs/security.md says what it guarantees and what not):
+- new PID, network, mount, IPC and UTS namespaces (and a user namespace when distill is not
+  root); when the sandbox's PID 1 exits, everything the program started dies with it, and
+  `--die-with-parent` ends it with the verifier worker that started it;
+- an unprivileged uid with no capabilities: as root, bwrap runs privileged and the harness drops
+  to a uid of this sandbox's own (so RLIMIT_NPROC counts only its processes); otherwise bwrap's
+  user namespace maps uid 65534 to the caller;
+- a file system of the Python runtime only (/usr, the interpreter's prefixes), read-only; a
+  fresh /proc of its own PID namespace, a minimal /dev, and a size-limited tmpfs at /tmp as the
+  only writable place; no /etc, no home, no project, no run folder;
+- resource limits set inside (CPU seconds, address space, processes, file size, open files) and
+  a wall-clock limit that kills the sandbox; a scrubbed environment, `python -I`;
+- a seccomp filter (verify/seccomp.py, x86_64) that denies new namespaces, mounts, ptrace,
+  BPF, io_uring and other calls no test program needs.
+
+The harness (verify/harness.py) reports success with a token the program never sees through
+its own channel: a test passes on that proof, not on an exit status.
+
+`unsafe-no-isolation` (filter.code_sandbox) runs the harness as a plain child process with the
+resource limits and an audit hook only: for machines without bwrap, where the recipe says so.
 """
 
 from __future__ import annotations
 
-import ctypes
+import json
 import os
-import resource
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
-CLONE_NEWUSER, CLONE_NEWNET, CLONE_NEWNS = 0x10000000, 0x40000000, 0x00020000
-MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
+BWRAP, UNSAFE = "bwrap", "unsafe-no-isolation"
+MODES = (BWRAP, UNSAFE)
+HARNESS = Path(__file__).with_name("harness.py")
+INSTALL = "apt-get install bubblewrap (Debian/Ubuntu; dnf install bubblewrap on Fedora)"
 PR_SET_PDEATHSIG = 1
-
-# Runs first in the sandboxed interpreter; the program is main.py in the working directory.
-RUNNER = r"""
-import os, sys
-_scratch = os.path.realpath(os.getcwd())
-_source = open("main.py").read()
-_BLOCKED = {"socket.__new__", "socket.connect", "socket.bind", "socket.getaddrinfo", "os.fork",
-            "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "subprocess.Popen",
-            "ctypes.dlopen", "ctypes.dlsym", "os.kill", "os.killpg", "pty.spawn"}
-_WRITES = {"os.remove", "os.rename", "os.rmdir", "os.mkdir", "shutil.rmtree", "os.truncate",
-           "os.symlink", "os.link", "os.chmod", "os.chown", "os.utime"}
-
-def _inside(path):
-    try:
-        path = os.fsdecode(path)
-    except TypeError:
-        return False
-    return os.path.realpath(path).startswith(_scratch + os.sep)
-
-def _hook(event, args):
-    if event in _BLOCKED:
-        raise PermissionError(f"{event} is not allowed in the sandbox")
-    if event == "open" and args and args[1] is not None and any(c in str(args[1]) for c in "wax+"):
-        if not _inside(args[0]):
-            raise PermissionError(f"writing {args[0]!r} is not allowed in the sandbox")
-    elif event == "os.open" and args and args[2] & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC):
-        if not _inside(args[0]):
-            raise PermissionError(f"writing {args[0]!r} is not allowed in the sandbox")
-    elif event in _WRITES and args and not _inside(args[0]):
-        raise PermissionError(f"{event} outside the sandbox is not allowed")
-
-sys.addaudithook(_hook)
-del _hook
-exec(compile(_source, "main.py", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
-"""
+UID_BASE = 1 << 30  # as root, sandbox uids are this plus the verifier worker's pid: no user has them
 
 
 @dataclass(frozen=True)
@@ -71,111 +50,168 @@ class Limits:
     cpu_seconds: int = 10
     memory_mb: int = 1024
     processes: int = 16  # new processes and threads the program may start
-    file_mb: int = 16
+    file_mb: int = 16  # largest file, stdout included: a larger output is rejected, not cut
+    disk_mb: int = 64  # all files in the sandbox's /tmp together
     open_files: int = 64
 
 
 @dataclass(frozen=True)
 class Result:
-    returncode: int | None  # None when killed for time
+    returncode: int | None  # None when killed for time; -N when killed by signal N
     stdout: str
     stderr: str
     timed_out: bool
+    proved: bool = False  # the harness ran the program (and its tests) to the end
+    output_too_large: bool = False
 
 
-def _own_processes() -> int:
-    """Processes (and threads) this user runs now: RLIMIT_NPROC counts them all, not only ours."""
-    uid, count = os.getuid(), 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid:
-                    count += len(os.listdir(f"/proc/{entry.name}/task"))
-            except OSError:
-                pass
-    return count
+def _runtime_binds() -> list[str]:
+    """The interpreter and its packages, read-only, at the paths they have here."""
+    args = ["--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    prefixes = {os.path.abspath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    made = set()
+    for prefix in sorted(prefixes):
+        if prefix != "/usr" and not prefix.startswith("/usr/"):
+            # bwrap makes the folders above a mount point 0700: readable for the uid it runs
+            # the program as only when made 0755 first
+            for parent in reversed(Path(prefix).parents[:-1]):
+                if parent not in made:
+                    args += ["--perms", "0755", "--dir", str(parent)]
+                    made.add(parent)
+            args += ["--ro-bind", prefix, prefix]
+    return args
 
 
-def _mounts() -> list[bytes]:
+def _seccomp_fd() -> int | None:
+    """A pipe holding the compiled seccomp filter (verify/seccomp.py), for bwrap --seccomp."""
+    from .seccomp import program
+
+    code = program()
+    if code is None:
+        return None
+    read, write = os.pipe()
+    os.write(write, code)  # a few hundred bytes: the pipe holds them
+    os.close(write)
+    return read
+
+
+def _bwrap(src: str, limits: Limits, config: dict, fds: list[int]) -> list[str]:
+    args = [shutil.which("bwrap") or "bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+            "--unshare-cgroup-try", "--hostname", "sandbox", "--die-with-parent", "--new-session", "--clearenv"]
+    if os.getuid() == 0:
+        # bwrap as root maps the sandbox's uid to root outside, which RLIMIT_NPROC exempts: run
+        # it privileged instead, keeping only the right to change uid, which the harness uses
+        # once, first thing, to become a uid nobody else has (a worker runs one sandbox at a
+        # time, and no two live workers share a pid)
+        args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        config["uid"] = UID_BASE + os.getpid()
+    else:
+        args += ["--unshare-user", "--uid", "65534", "--gid", "65534", "--disable-userns"]
+    args += _runtime_binds()
+    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(limits.disk_mb << 20),
+             "--tmpfs", "/tmp", "--ro-bind", src, "/sandbox", "--ro-bind", str(HARNESS), "/sandbox-harness.py",
+             "--chdir", "/tmp"]
+    for name, value in _ENV.items():
+        args += ["--setenv", name, value]
+    seccomp = _seccomp_fd()
+    if seccomp is not None:
+        fds.append(seccomp)
+        args += ["--seccomp", str(seccomp)]
+    return args + ["--", sys.executable, "-I", "/sandbox-harness.py", "/sandbox", json.dumps(config)]
+
+
+_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp", "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1"}
+
+
+def _die_with_parent() -> None:
+    import ctypes
+
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def run_python(program: str, stdin: str = "", limits: Limits = Limits(), tests: str | None = None,
+               mode: str = BWRAP) -> Result:
+    """Run `program` with `stdin`, then `tests` (Python run after it, in its namespace)."""
+    job = tempfile.mkdtemp(prefix="distill-sandbox-")
     try:
-        with open("/proc/self/mounts", "rb") as f:
-            # mount points escape spaces as \040
-            return [line.split()[1].decode("unicode_escape").encode() for line in f]
-    except OSError:
-        return []
-
-
-def _preexec(limits: Limits, scratch: str):
-    nproc = _own_processes() + limits.processes
-    mounts = _mounts()
-
-    def setup() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the worker that started us
-        # Not allowed everywhere (hardened kernels, some containers): then the rlimits and the
-        # runner's audit hook are what holds.
-        if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS) == 0:
-            path = scratch.encode()
-            libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None)  # nothing leaks back out
-            libc.mount(path, path, None, MS_BIND | MS_REC, None)  # the one writable place
-            for point in mounts:
-                if point != path:
-                    libc.mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY, None)
-            os.chdir(scratch)  # onto the writable bind mount (the cwd was set before it existed)
-        # CPU: SIGXCPU at the limit (the caller reads it as a timeout), SIGKILL a second later
-        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
-        for which, value in [
-            (resource.RLIMIT_AS, limits.memory_mb << 20),
-            (resource.RLIMIT_FSIZE, limits.file_mb << 20),
-            (resource.RLIMIT_NOFILE, limits.open_files),
-            (resource.RLIMIT_NPROC, nproc),
-            (resource.RLIMIT_CORE, 0),
-        ]:
-            try:
-                resource.setrlimit(which, (value, value))
-            except (ValueError, OSError):
-                pass
-
-    return setup
-
-
-def run_python(program: str, stdin: str = "", limits: Limits = Limits()) -> Result:
-    """Run `program` with `stdin`; return its exit status and (size-capped) output."""
-    scratch = tempfile.mkdtemp(prefix="distill-sandbox-")
-    try:
-        with open(os.path.join(scratch, "main.py"), "w") as f:
-            f.write(program)
-        with open(os.path.join(scratch, "runner.py"), "w") as f:
-            f.write(RUNNER)
-        out_path, err_path = os.path.join(scratch, ".stdout"), os.path.join(scratch, ".stderr")
-        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
-        with open(out_path, "w") as out, open(err_path, "w") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-I", "runner.py"],
-                cwd=scratch,
-                env=env,
-                stdin=subprocess.PIPE,
-                stdout=out,
-                stderr=err,
-                preexec_fn=_preexec(limits, os.path.realpath(scratch)),
-                start_new_session=True,
-            )
+        src, work = os.path.join(job, "src"), os.path.join(job, "work")
+        os.mkdir(src)
+        os.mkdir(work)
+        Path(src, "main.py").write_text(program)
+        if tests is not None:
+            Path(src, "tests.py").write_text(tests)
+        token = secrets.token_hex(16).encode()
+        token_in, token_out = os.pipe()
+        os.write(token_out, token)
+        os.close(token_out)
+        proof = open(os.path.join(job, "proof"), "wb")
+        config = {"cpu_seconds": limits.cpu_seconds, "memory_mb": limits.memory_mb, "file_mb": limits.file_mb,
+                  "open_files": limits.open_files, "processes": limits.processes, "token_fd": token_in,
+                  "proof_fd": proof.fileno(), "prefix": f"_distill_{secrets.token_hex(8)}_", "audit": mode == UNSAFE}
+        fds = [token_in, proof.fileno()]
+        if mode == BWRAP:
+            command, extra = _bwrap(src, limits, config, fds), {}
+        else:
+            command = [sys.executable, "-I", str(HARNESS), src, json.dumps(config)]
+            extra = {"cwd": work, "env": {**_ENV, "HOME": work}, "preexec_fn": _die_with_parent,
+                     "start_new_session": True}
+        out_path, err_path = os.path.join(job, "stdout"), os.path.join(job, "stderr")
+        with open(out_path, "wb") as out, open(err_path, "wb") as err, proof:
+            proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=out, stderr=err,
+                                    pass_fds=fds, **({"env": {}} | extra))
+            for fd in fds[:1] + fds[2:]:  # the token's and the filter's pipes: the child has them
+                os.close(fd)
             timed_out = False
             try:
-                proc.communicate(stdin.encode(), timeout=limits.wall_seconds)
+                proc.communicate(stdin.encode(errors="replace"), timeout=limits.wall_seconds)
             except subprocess.TimeoutExpired:
                 timed_out = True
             finally:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)  # whatever it left running
-                except (ProcessLookupError, PermissionError):
-                    pass
-                proc.wait()
-        cap = 1 << 20
-        with open(out_path, errors="replace") as f:
-            stdout = f.read(cap)
-        with open(err_path, errors="replace") as f:
-            stderr = f.read(cap)
-        return Result(None if timed_out else proc.returncode, stdout, stderr, timed_out)
+                _kill(proc, mode)
+        returncode = proc.returncode
+        if mode == BWRAP and returncode > 128:  # bwrap's PID 1 reports a signal as 128 + N
+            returncode = -(returncode - 128)
+        cap = limits.file_mb << 20
+        too_large = os.path.getsize(out_path) >= cap
+        stdout = Path(out_path).read_bytes().decode(errors="replace")
+        with open(err_path, "rb") as f:
+            stderr = f.read(1 << 16).decode(errors="replace")
+        proved = Path(job, "proof").read_bytes() == token
+        return Result(None if timed_out else returncode, stdout, stderr, timed_out, proved, too_large)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(job, ignore_errors=True)
+
+
+def _kill(proc: subprocess.Popen, mode: str) -> None:
+    """Whatever is left: bwrap's death takes its whole PID namespace along (--die-with-parent);
+    without bwrap, the process group the program was started in."""
+    try:
+        if mode == BWRAP:
+            proc.kill()
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+@lru_cache(maxsize=4)
+def unavailable(mode: str = BWRAP) -> str | None:
+    """Why code cannot be run in `mode` here (one line naming the fix), or None when it can."""
+    if mode == UNSAFE:
+        return None
+    if shutil.which("bwrap") is None:
+        return f"bubblewrap (bwrap) is not installed: {INSTALL}"
+    result = run_python("print('ok')", limits=Limits(wall_seconds=30))
+    if result.proved and result.stdout.strip() == "ok":
+        return None
+    said = next((line for line in result.stderr.splitlines() if line.startswith("bwrap:")), None)
+    return (f"bwrap cannot make a sandbox here ({said or result.stderr.strip()[:200] or 'no output'}); "
+            f"it needs user namespaces or root (see docs/security.md)")

@@ -1,0 +1,145 @@
+"""Conversations to token ids and labels, with the loss on every assistant turn.
+
+Each assistant turn is found by rendering the conversation up to it twice with the student's
+chat template: before it with the generation prompt (where the turn's text starts) and through
+it (where it ends, its end-of-turn marker included). The rendered text is tokenized piece by
+piece at those edges; the pieces inside a span are supervised, the rest carry label -100. For the last turn of a two-turn row this is exactly
+what TRL's prompt/completion masking does, so single-turn rows train as before; LLaMA-Factory and
+TRL's `assistant_only_loss` supervise every assistant turn the same way.
+
+A template that rewrites earlier turns once later ones follow (Qwen3 and R1's drop the
+reasoning of earlier answers) has no such span for them: those turns carry no loss, and are
+counted (`unmatched`), never guessed at.
+"""
+
+from __future__ import annotations
+
+IGNORE = -100
+
+
+def _render(tokenizer, messages: list[dict], generation: bool = False) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
+
+
+def spans(tokenizer, messages: list[dict], loss_on: str) -> tuple[str, list[tuple[int, int]], int]:
+    """(the rendered conversation, the character spans that carry loss, assistant turns unmatched)."""
+    text = _render(tokenizer, messages)
+    if loss_on == "all":
+        return text, [(0, len(text))], 0
+    turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+    if loss_on == "last":
+        turns = turns[-1:]
+    found, unmatched = [], 0
+    for i in turns:
+        before = _render(tokenizer, messages[:i], generation=True)
+        through = text if i == len(messages) - 1 else _render(tokenizer, messages[: i + 1])
+        if through.startswith(before) and text.startswith(through):
+            found.append((len(before), len(through)))
+        else:
+            unmatched += 1
+    return text, found, unmatched
+
+
+def _segments(text: str, found: list[tuple[int, int]]) -> list[tuple[str, int]]:
+    """The rendered text cut at the spans' edges: (piece, span index or -1 for unsupervised)."""
+    pieces, at = [], 0
+    for k, (start, end) in enumerate(found):
+        if start > at:
+            pieces.append((text[at:start], -1))
+        pieces.append((text[start:end], k))
+        at = end
+    if at < len(text):
+        pieces.append((text[at:], -1))
+    return pieces
+
+
+def tokenize(dataset, tokenizer, loss_on: str, max_length: int, num_proc: int | None = None, truncate: bool = False):
+    """A `messages` dataset as `input_ids` and `labels`, plus per row: `_length` (tokens before
+    any truncation), `_first` (the first supervised token's position, -1 for none), `_turns`
+    (supervised tokens of each assistant turn within max_length) and `_unmatched` (turns left
+    without loss). With `truncate`, rows are cut to max_length here (TRL's keep_start).
+
+    The pieces between span edges are tokenized in one batched call and joined, as
+    LLaMA-Factory encodes turn by turn: a label edge never falls inside a token, and the labels
+    are list arithmetic rather than a loop over every token."""
+
+    def batch(rows: dict) -> dict:
+        pieces, owners, unmatched = [], [], []
+        for messages in rows["messages"]:
+            text, found, lost = spans(tokenizer, messages, loss_on)
+            cut = _segments(text, found)
+            pieces += [piece for piece, _ in cut]
+            owners.append([k for _, k in cut])
+            unmatched.append(lost)
+        encoded = iter(tokenizer(pieces, add_special_tokens=False)["input_ids"])
+        out = {"input_ids": [], "labels": [], "_length": [], "_first": [], "_turns": [], "_unmatched": unmatched}
+        for kinds in owners:
+            ids, labels, counts, first = [], [], [0] * sum(1 for k in kinds if k >= 0), -1
+            for k in kinds:
+                piece = next(encoded)
+                if k >= 0:
+                    first = len(ids) if first < 0 and piece else first
+                    counts[k] = max(0, min(len(piece), max_length - len(ids)))
+                    labels += piece
+                else:
+                    labels += [IGNORE] * len(piece)
+                ids += piece
+            out["_length"].append(len(ids))
+            out["input_ids"].append(ids[:max_length] if truncate else ids)
+            out["labels"].append(labels[:max_length] if truncate else labels)
+            out["_first"].append(first)
+            out["_turns"].append(counts)
+        return out
+
+    import datasets
+
+    ids = datasets.Sequence(datasets.Value("int32"))
+    features = datasets.Features({"input_ids": ids, "labels": ids, "_length": datasets.Value("int32"),
+                                  "_first": datasets.Value("int32"), "_turns": ids,
+                                  "_unmatched": datasets.Value("int32")})
+    # declared types: datasets would otherwise inspect every token of every row to infer them
+    return dataset.map(batch, batched=True, batch_size=256, remove_columns=dataset.column_names, features=features,
+                       num_proc=num_proc if num_proc and num_proc > 1 else None)
+
+
+def turn_totals(turns: list[list[int]]) -> list[int]:
+    """Supervised tokens by assistant-turn position (first turn, second, …), over all rows."""
+    totals: list[int] = []
+    for counts in turns:
+        for i, n in enumerate(counts):
+            if i == len(totals):
+                totals.append(0)
+            totals[i] += n
+    return totals
+
+
+def cached(run, dataset, tokenizer, loss_on: str, max_length: int, num_proc: int | None = None,
+           truncate: bool = False):
+    """tokenize(), kept in RUN/tokens/KEY (beside student/, so exports never carry it) so that a resumed or repeated run of the same data,
+    tokenizer, template and masking reads it back instead of tokenizing again. KEY hashes all of
+    those (the dataset by its datasets fingerprint); the folder is written under a temporary name
+    and renamed, so a killed run leaves no half-written cache."""
+    import hashlib
+    import json
+    import os
+    import shutil
+    from pathlib import Path
+
+    import datasets
+
+    key = hashlib.sha256(json.dumps({
+        "data": dataset._fingerprint, "rows": len(dataset), "template": tokenizer.chat_template,
+        "tokenizer": tokenizer.name_or_path, "vocab": len(tokenizer), "loss_on": loss_on, "max_length": max_length,
+        "truncate": truncate,
+    }, sort_keys=True).encode()).hexdigest()[:16]
+    folder = Path(run) / "tokens" / key
+    if (folder / "dataset_info.json").is_file():
+        return datasets.load_from_disk(str(folder)), True
+    workers = min(num_proc or 1, os.cpu_count() or 1)
+    tokens = tokenize(dataset, tokenizer, loss_on, max_length, workers, truncate)
+    if folder.parent.is_dir():  # an older key (other data or settings): not needed again
+        shutil.rmtree(folder.parent)
+    temp = folder.with_name(folder.name + ".tmp")
+    tokens.save_to_disk(str(temp))
+    temp.rename(folder)
+    return datasets.load_from_disk(str(folder)), False

@@ -69,11 +69,13 @@ def generate_timed(recipe, out: Path) -> tuple[int, float]:
     def timed_open(teacher, settings):
         run = real_open(teacher, settings)
 
-        def timed_run(work, progress, on_shard):
+        def timed_run(work, progress, on_shard, *keep):
             start = time.perf_counter()
-            run(work, progress, on_shard)
+            run(work, progress, on_shard, *keep)
             timing["seconds"] = time.perf_counter() - start
 
+        timed_run.journals = getattr(run, "journals", False)  # the HTTP backend's journal is timed too
+        timed_run.priced = getattr(run, "priced", False)
         return timed_run
 
     backends.open_backend = timed_open

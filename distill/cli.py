@@ -92,6 +92,8 @@ def generate(
     data_parallel: Annotated[
         int, typer.Option("--data-parallel", help="Start N engines on this node, each on its own GPUs and shards.")
     ] = 1,
+    max_cost: Annotated[Optional[float], typer.Option(
+        "--max-cost", help="Served teacher with prices: stop once this much is spent (rerun to go on).")] = None,
 ) -> None:
     """Have the teacher write traces into OUT/traces (sharded Parquet, resumable)."""
 
@@ -100,14 +102,15 @@ def generate(
         from .ui import console
 
         _check_out(out)
-        resolved = _recipe(recipe, sets, limit)
+        overrides = list(sets or []) + ([f"generate.max_cost={max_cost}"] if max_cost is not None else [])
+        resolved = _recipe(recipe, overrides, limit)
         if data_parallel != 1:
             from .launch import data_parallel as launch
 
             if world_size != 1:
                 raise ConfigError("--data-parallel and --world-size do not combine; use one of them")
             args = ["--recipe", recipe, "--out", str(out)] + (["--limit", str(limit)] if limit is not None else [])
-            launch(args + [a for s in sets or [] for a in ("--set", s)], data_parallel, resolved.teacher)
+            launch(args + [a for s in overrides for a in ("--set", s)], data_parallel, resolved.teacher)
         result = run_generate(resolved, out, rank=rank, world_size=world_size)
         if result["complete"]:
             console.print(f"traces: {result['samples']} samples in {out / 'traces'}")
@@ -233,6 +236,8 @@ def run(
     limit: Annotated[Optional[int], typer.Option(help="Only the first N prompts.")] = None,
     sets: SetOpt = None,
     merge: Annotated[bool, typer.Option("--merge", help="Also write merged student weights.")] = False,
+    max_cost: Annotated[Optional[float], typer.Option(
+        "--max-cost", help="Served teacher with prices: stop generating once this much is spent.")] = None,
 ) -> None:
     """Run generate → filter → train (→ eval, when the recipe names benchmarks) into OUT, skipping
     stages that are already complete."""
@@ -241,7 +246,8 @@ def run(
         from .pipeline import print_summary, run_pipeline
 
         _check_out(out)
-        results = run_pipeline(_recipe(recipe, sets, limit), out, merge=merge)
+        overrides = list(sets or []) + ([f"generate.max_cost={max_cost}"] if max_cost is not None else [])
+        results = run_pipeline(_recipe(recipe, overrides, limit), out, merge=merge)
         print_summary(results, out)
 
     _guard(body, RESUMABLE + " (training continues from its last checkpoint)")

@@ -167,9 +167,11 @@ class GenerateConfig:
     shard_size: int = 256  # prompts per shard: the unit of resume and of scale-out
     batch_size: int = 16  # prompts per forward pass (transformers backend)
     limit: int | None = None  # first N prompts of the whole prompt set
+    max_cost: float | None = None  # served teachers with prices: stop (resumably) once this is spent
 
     def __post_init__(self) -> None:
         _require(self.n >= 1, "n", self.n, "must be at least 1")
+        _require(self.max_cost is None or self.max_cost >= 0, "max_cost", self.max_cost, "must be 0 or more")
         _require(self.temperature is None or self.temperature >= 0, "temperature", self.temperature, "must be 0 or more")
         _require(self.top_p is None or 0 < self.top_p <= 1, "top_p", self.top_p, "must be in (0, 1]")
         _require(self.max_tokens is None or self.max_tokens >= 1, "max_tokens", self.max_tokens, "must be at least 1")

@@ -26,7 +26,7 @@ import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import backends, benchmarks, models, schema, shards
+from . import backends, benchmarks, journal, models, schema, shards
 from .benchmarks import Benchmark
 from .config import BenchmarkOptions, DatasetCard, EvalConfig, PromptTemplate, R1_USER_TEMPLATE, TeacherCard
 from .errors import ConfigError, UserError
@@ -171,6 +171,7 @@ def _generate(p: EvalPlan, out: Path, problems: dict[str, list[dict]]) -> None:
         plans[bench.name] = [rows[i : i + p.config.shard_size] for i in range(0, len(rows), p.config.shard_size)]
         done = shards.forget_missing(stage, lambda i, s=stage: [s / shards.DATA / shards.shard_name(i)])
         resume(stage, done, plans[bench.name], configs[bench.name], " (fewer problems than before: --limit changed?)")
+        journal.clean_done(stage, done)
         todo = [i for i in range(len(plans[bench.name])) if i not in done]
         console.print(f"eval: {bench.title}: {plural(len(rows), 'problem')} × {bench.n} "
                       f"({len(done)} of {plural(len(plans[bench.name]), 'shard')} done)")
@@ -185,7 +186,9 @@ def _generate(p: EvalPlan, out: Path, problems: dict[str, list[dict]]) -> None:
         card = (f"distill eval samples: {bench.title}",
                 f"Model: {teacher}. Samples written by `distill eval`; scored.parquet beside "
                 "data/ has each one's verdict, ../scores.json the scores.")
-        finish(stage, plans[bench.name], configs[bench.name], teacher, 0, command="eval", card=card)
+        if finish(stage, plans[bench.name], configs[bench.name], teacher, 0, command="eval", card=card)["complete"]:
+            journal.tidy(stage)
+    journal.tidy(out / EVAL)  # batch mode's record, once nothing is pending
 
 
 def _run_backend(p: EvalPlan, out: Path, work: dict, teacher: str, configs: dict[str, str]) -> None:
@@ -214,11 +217,30 @@ def _run_backend(p: EvalPlan, out: Path, work: dict, teacher: str, configs: dict
             with lock:
                 console.print(f"  {bench.name} shard {index + 1} written · {progress.line()}")
 
+        keep = _Journals(out, work, configs)
         try:
-            run(((key, expanded[key]) for key in sorted(work)), progress, on_shard)
+            if getattr(run, "journals", False):  # each answer kept as it arrives, as generate does
+                run(((key, expanded[key]) for key in sorted(work)), progress, on_shard, keep)
+            else:
+                run(((key, expanded[key]) for key in sorted(work)), progress, on_shard)
         finally:
             del run
             gc.collect()  # the transformers model goes before the verifier workers start
+
+
+class _Journals:
+    """generate's per-shard journals for eval's shards: each in its benchmark's stage folder,
+    under that benchmark's generation config (a backend's own records go to eval/_journal)."""
+
+    rank = 0
+
+    def __init__(self, out: Path, work: dict, configs: dict[str, str]) -> None:
+        self.out, self.work, self.configs = out, work, configs
+        self.folder = out / EVAL / journal.FOLDER
+
+    def open(self, key: int, prompts: list[dict]) -> journal.ShardJournal:
+        bench, _ = self.work[key]
+        return journal.ShardJournal(self.out / EVAL / bench.name, key % 1_000_000, prompts, self.configs[bench.name])
 
 
 def run_eval(p: EvalPlan, out: Path, problems: dict[str, list[dict]] | None = None) -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from . import backends, models, runfolder, schema, shards
+from . import backends, journal, models, runfolder, schema, shards
 from .config import Recipe
 from .errors import ConfigError, UserError
 from .sources import load_prompts
@@ -75,6 +75,14 @@ def write_shard(stage: Path, index: int, rows: list[dict], prompts: list[dict], 
 def run_generate(recipe: Recipe, out: Path, rank: int = 0, world_size: int = 1) -> dict:
     """Generate the traces of `recipe` into `out/traces`; resumable, shard by shard."""
     runfolder.check_scale_out(rank, world_size)
+    with journal.rank_lock(Path(out) / STAGE, rank):  # one process per stage and rank
+        result = _generate(recipe, out, rank, world_size)
+        if result["complete"]:
+            journal.tidy(Path(out) / STAGE)
+        return result
+
+
+def _generate(recipe: Recipe, out: Path, rank: int, world_size: int) -> dict:
     settings = settings_for(recipe)
     prompts = load_prompts(recipe.data, recipe.generate.limit)
     stage = Path(out) / STAGE
@@ -85,6 +93,7 @@ def run_generate(recipe: Recipe, out: Path, rank: int = 0, world_size: int = 1) 
     plan = [prompts[i : i + size] for i in range(0, len(prompts), size)]
     gen_config = settings.gen_config()
     resume(stage, done, plan, gen_config)
+    journal.clean_done(stage, done)
     todo = [i for i in range(len(plan)) if i % world_size == rank and i not in done]
     teacher_name = models.describe(recipe.teacher)
     written = Counter()
@@ -97,6 +106,10 @@ def run_generate(recipe: Recipe, out: Path, rank: int = 0, world_size: int = 1) 
         todo_prompts = sum(len(plan[i]) for i in todo)
         run = backends.open_backend(recipe.teacher, settings)  # engine start is not generation time
         with live_progress(todo_prompts, todo_prompts * settings.n) as progress:
+            # spent so far: shards written (every rank's stats) plus answers kept in journals
+            spent = _read_stats(stage)["usage"]["cost"] or 0.0
+            progress.set_budget(recipe.generate.max_cost, spent + journal.pending_cost(stage),
+                                getattr(run, "priced", False))
 
             def on_shard(index: int, samples: list[dict]) -> None:
                 """Called by the backend as each shard completes (possibly from a worker thread)."""
@@ -113,25 +126,61 @@ def run_generate(recipe: Recipe, out: Path, rank: int = 0, world_size: int = 1) 
                 with lock:
                     written["rows"] += len(rows)
                     written["shards"] += 1
-                    _save_stats(stage, rank, progress)
+                    _save_stats(stage, rank, progress, _usage(samples))
                     console.print(f"  shard {index + 1}/{len(plan)} written · {progress.line()}")
 
+            keep = journal.Journals(stage, gen_config, rank)
+            work = ((i, plan[i]) for i in todo)
             try:
-                run(((i, plan[i]) for i in todo), progress, on_shard)
+                if getattr(run, "journals", False):  # the backend keeps each answer as it arrives
+                    run(work, progress, on_shard, keep)
+                else:
+                    run(work, progress, on_shard)
             finally:
                 with lock:
                     _save_stats(stage, rank, progress)
     return finish(stage, plan, gen_config, teacher_name, written["rows"])
 
 
-def _save_stats(stage: Path, rank: int, progress) -> None:
-    """Add this run's new retries and errors to the rank's running totals in the stage folder."""
+def _usage(samples: list[dict]) -> dict:
+    """Tokens and cost of a written shard's samples (cost null where the card has no prices)."""
+    costs = [s.get("cost") for s in samples]
+    return {
+        "prompt_tokens": sum(s.get("billed_prompt_tokens", s.get("prompt_tokens")) or 0 for s in samples),
+        "completion_tokens": sum(s.get("completion_tokens") or 0 for s in samples),
+        "cost": None if all(c is None for c in costs) else sum(c or 0.0 for c in costs),
+    }
+
+
+def _add_usage(total: dict, more: dict) -> None:
+    for key in ("prompt_tokens", "completion_tokens"):
+        total[key] = total.get(key, 0) + more[key]
+    if more["cost"] is not None:
+        total["cost"] = (total.get("cost") or 0.0) + more["cost"]
+    total.setdefault("cost", None)
+
+
+def _save_stats(stage: Path, rank: int, progress, usage: dict | None = None) -> None:
+    """Add this run's new retries and errors (and a written shard's usage) to the rank's running
+    totals in the stage folder."""
     path = stage / f"{STATS}.{rank}.json"
     totals = json.loads(path.read_text()) if path.is_file() else {"retries": {}, "errors": 0}
     retries, errors = progress.drain()
     for reason, count in retries.items():
         totals["retries"][reason] = totals["retries"].get(reason, 0) + count
     totals["errors"] += errors
+    if usage is not None:
+        _add_usage(totals.setdefault("usage", {}), usage)
+    if progress.rate:  # a served teacher's pacing, over every run of this rank
+        rate = totals.setdefault("rate", {})
+        for key in ("rpm", "tpm", "max_concurrency"):
+            rate[key] = progress.rate.get(key)
+        lowest = [v for v in (rate.get("lowest_concurrency"), progress.rate.get("lowest_concurrency")) if v]
+        rate["lowest_concurrency"] = min(lowest) if lowest else None
+        # seconds waited on the RPM/TPM buckets: this run's since the last save, added
+        waited = progress.rate.get("waited_s", 0.0)
+        rate["waited_s"] = round(rate.get("waited_s", 0.0) + waited - progress.rate.get("saved_waited_s", 0.0), 1)
+        progress.rate["saved_waited_s"] = waited
     shards.write_json(path, totals)
 
 
@@ -185,11 +234,24 @@ def finish(stage: Path, plan: list[list[dict]], gen_config: str, teacher: str, w
 def _read_stats(stage: Path) -> dict:
     """Retries and errors over every run and rank that wrote into this stage folder."""
     totals: dict = {"retries": Counter(), "errors": 0}
+    usage = {"prompt_tokens": 0, "completion_tokens": 0, "cost": None}
     for path in stage.glob(f"{STATS}.*.json"):
         stats = json.loads(path.read_text())
         totals["retries"].update(stats["retries"])
         totals["errors"] += stats["errors"]
-    return {"retries": dict(totals["retries"]), "errors": totals["errors"]}
+        if "usage" in stats:
+            _add_usage(usage, stats["usage"])
+        if "rate" in stats:
+            totals.setdefault("rate", []).append(stats["rate"])
+    out = {"retries": dict(totals["retries"]), "errors": totals["errors"], "usage": usage}
+    if totals.get("rate"):
+        rates = totals["rate"]
+        lowest = [r["lowest_concurrency"] for r in rates if r.get("lowest_concurrency")]
+        out["rate"] = {"rpm": rates[0].get("rpm"), "tpm": rates[0].get("tpm"),
+                       "max_concurrency": rates[0].get("max_concurrency"),
+                       "lowest_concurrency": min(lowest) if lowest else None,
+                       "waited_s": round(sum(r.get("waited_s", 0.0) for r in rates), 1)}
+    return out
 
 
 def read_counts(stage: Path) -> dict:

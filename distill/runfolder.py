@@ -35,7 +35,11 @@ STAGE_KEYS = {
 LOCKS = ".locks"
 _HELD: dict[str, int] = {}  # stage lock path -> the descriptor this process holds it by
 _IGNORED = {"generate.batch_size", "filter.workers", "eval.batch_size", "eval.workers", "teacher.description",
-            "student.description"}
+            "student.description", "generate.max_cost"}
+# a served teacher's endpoint settings decide where and how fast, not what is written
+_IGNORED |= {f"teacher.engine.{k}" for k in (
+    "base_url", "api_key_env", "concurrency", "timeout", "max_retries", "backoff", "max_backoff", "rpm", "tpm",
+    "empty_retries", "drain", "stream", "prices", "poll")}
 
 
 def _first_difference(old: Any, new: Any, path: str) -> tuple[str, Any, Any] | None:

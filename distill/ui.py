@@ -31,6 +31,10 @@ class GenProgress:
     def __init__(self, prompts_total: int, samples_total: int) -> None:
         self.prompts_total, self.samples_total = prompts_total, samples_total
         self.prompts = self.samples = self.tokens = self.truncated = self.errors = 0
+        self.prompt_tokens = self.restored_samples = 0
+        self.cost = 0.0  # this run's spend; `spent_before` is what earlier runs spent
+        self.spent_before, self.budget, self.priced = 0.0, None, False
+        self.rate: dict = {}  # a served teacher's pacing: budgets, lowest concurrency, seconds waited
         self.retries: Counter = Counter()
         self.start = time.monotonic()
         self._lock = threading.Lock()
@@ -41,6 +45,33 @@ class GenProgress:
             self.samples += 1
             self.tokens += tokens
             self.truncated += int(truncated)
+
+    def restored(self, count: int) -> None:
+        """Samples an earlier run paid for, read back from a journal."""
+        with self._lock:
+            self.samples += count
+            self.restored_samples += count
+
+    def paid(self, prompt_tokens: int, cost: float | None) -> None:
+        with self._lock:
+            self.prompt_tokens += prompt_tokens
+            if cost is not None:
+                self.cost += cost
+
+    def set_budget(self, budget: float | None, spent_before: float, priced: bool) -> None:
+        self.budget, self.spent_before, self.priced = budget, spent_before, priced
+
+    def pacing(self, **values) -> None:
+        """The backend's rate figures (rpm, tpm, concurrency now and lowest, seconds waited)."""
+        with self._lock:
+            self.rate.update(values)
+
+    def over_budget(self) -> bool:
+        return self.budget is not None and self.spent_before + self.cost >= self.budget
+
+    def spent_line(self) -> str:
+        text = f"${self.spent_before + self.cost:,.4f}"
+        return text + (f" of ${self.budget:,.2f}" if self.budget is not None else "")
 
     def prompts_done(self, count: int) -> None:
         with self._lock:
@@ -63,22 +94,39 @@ class GenProgress:
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.start, 1e-9)
-        rate = self.samples / elapsed
+        rate = (self.samples - self.restored_samples) / elapsed
         eta = duration((self.samples_total - self.samples) / rate) if rate > 0 else "?"
         trunc = 100 * self.truncated / self.samples if self.samples else 0.0
         parts = [
             f"prompts {self.prompts}/{self.prompts_total}",
-            f"samples {self.samples}/{self.samples_total}",
+            f"samples {self.samples}/{self.samples_total}"
+            + (f" ({self.restored_samples} journaled before)" if self.restored_samples else ""),
             f"{self.tokens / elapsed:,.0f} tok/s",
             f"truncated {trunc:.1f}%",
             f"elapsed {duration(elapsed)}",
             f"ETA {eta}",
         ]
+        if self.prompt_tokens:
+            parts.append(f"tokens in {self.prompt_tokens:,} out {self.tokens:,}")
+        if self.priced:
+            parts.append(f"cost {self.spent_line()}")
+        if self.rate:
+            parts.append(_pacing(self.rate))
         if self.retries:
             parts.append("retries " + ", ".join(f"{k}×{v}" for k, v in sorted(self.retries.items())))
         if self.errors:
             parts.append(f"errors {self.errors}")
         return " · ".join(parts)
+
+
+def _pacing(rate: dict) -> str:
+    """"rpm ≤600 · tpm ≤1,000,000 · concurrency 32/64 · waited 12s", whichever apply."""
+    parts = [f"{k} ≤{rate[k]:,.0f}" for k in ("rpm", "tpm") if rate.get(k)]
+    if rate.get("concurrency", 0) < rate.get("max_concurrency", 0):
+        parts.append(f"concurrency {rate['concurrency']}/{rate['max_concurrency']}")
+    if rate.get("waited_s", 0) >= 1:
+        parts.append(f"waited {rate['waited_s']:,.0f}s")
+    return " · ".join(parts) or f"concurrency {rate.get('concurrency', 0)}"
 
 
 @contextmanager

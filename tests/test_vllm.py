@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -60,6 +61,12 @@ def test_kill_9_mid_vllm_run_then_rerun(reference, tmp_path):
     proc = start_cli(*args)
     done = tmp_path / "k" / "traces" / "_done"
     wait_for_done(proc, done, 1, timeout=600)
+    # then until an unfinished shard's journal holds a finished prompt (header + 2 samples)
+    journals = tmp_path / "k" / "traces" / "_journal"
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline and not any(
+            len(p.read_text().splitlines()) >= 3 for p in journals.glob("*.jsonl")):
+        time.sleep(0.05)
     from distill.backends.reaper import descendants
 
     engine = descendants(proc.pid)
@@ -71,8 +78,14 @@ def test_kill_9_mid_vllm_run_then_rerun(reference, tmp_path):
     while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in engine):
         time.sleep(0.2)
     assert not [pid for pid in engine if os.path.exists(f"/proc/{pid}")], "orphaned engine processes"
+    # the shards in the engine have journals: their finished prompts are not asked again
+    kept = sum(len(p.read_text().splitlines()) - 1 for p in journals.glob("*.jsonl"))
+    assert kept >= 2
     rerun = run_cli(*args, timeout=900)
     assert rerun.returncode == 0, rerun.stderr
+    restored = max(int(m) for m in re.findall(r"\((\d+) journaled before\)", rerun.stdout))
+    assert restored >= kept - 1  # (a kill between a prompt's two samples leaves that prompt to redo)
+    assert not journals.exists()
     got = rows(tmp_path / "k")
     assert sorted(map(key, got)) == sorted(map(key, rows(ref))) and len(got) == 48
     # per-prompt seeds: the redone shards hold the very samples of the uninterrupted run

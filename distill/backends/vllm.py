@@ -3,7 +3,8 @@
 Prompts are rendered and tokenized here exactly as the transformers backend does, then queued
 with `LLM.enqueue`; the engine is stepped directly, so the next shard is queued before the
 current one drains (no idle tail per shard) and each shard is written the moment its last
-request finishes. A crash loses only the shards in flight (about two engine-fulls).
+request finishes. Each finished prompt's samples go to the shard's journal at once, so a crash
+loses only the prompts in the engine, and a rerun asks only for the prompts not yet journaled.
 
 Reproducibility: every prompt gets its own seed (backends.prompt_seed), so its samples do not
 depend on what else is in the batch, and a shard redone after a crash is the same shard. On
@@ -105,12 +106,18 @@ def open_backend(teacher: TeacherCard, settings: GenSettings):
             seed=prompt_seed(settings.seed, prompt_id),
         )
 
-    def run(work, progress, on_shard) -> None:
+    def run(work, progress, on_shard, keep=None) -> None:
         work = iter(work)
         engine = llm.llm_engine
-        pending: dict[int, dict] = {}  # shard -> {"left": prompts still running, "samples": [...]}
+        pending: dict[int, dict] = {}  # shard -> {"left": prompts still running, "samples": [...], "journal"}
         owner: dict[str, tuple[int, int]] = {}  # request id -> (shard, prompt index)
         exhausted = False
+
+        def complete(index: int) -> None:
+            entry = pending.pop(index)
+            on_shard(index, entry["samples"])
+            if entry["journal"] is not None:
+                entry["journal"].finish()
 
         def submit() -> None:
             nonlocal exhausted
@@ -119,10 +126,22 @@ def open_backend(teacher: TeacherCard, settings: GenSettings):
             except StopIteration:
                 exhausted = True
                 return
-            ids = llm.enqueue([tokens(p["problem"]) for p in prompts], [params(p["id"]) for p in prompts],
+            journal = keep.open(index, prompts) if keep is not None else None
+            kept = journal.samples if journal is not None else {}
+            # prompts whose n samples an earlier run finished are not asked again
+            done = [j for j in range(len(prompts)) if all((j, k) in kept for k in range(settings.n))]
+            todo = [j for j in range(len(prompts)) if j not in set(done)]
+            pending[index] = {"left": len(todo), "journal": journal,
+                              "samples": [kept[(j, k)] for j in done for k in range(settings.n)]}
+            if done:
+                progress.restored(len(done) * settings.n)
+                progress.prompts_done(len(done))
+            if not todo:
+                complete(index)
+                return
+            ids = llm.enqueue([tokens(prompts[j]["problem"]) for j in todo], [params(prompts[j]["id"]) for j in todo],
                               lora_request=lora, use_tqdm=False)
-            pending[index] = {"left": len(prompts), "samples": []}
-            for j, request_id in enumerate(ids):
+            for j, request_id in zip(todo, ids):
                 # enqueue returns "N-<suffix>"; the engine's outputs carry the external id "N"
                 owner[request_id.split("-")[0]] = (index, j)
 
@@ -132,31 +151,38 @@ def open_backend(teacher: TeacherCard, settings: GenSettings):
                 while not exhausted and engine.get_num_unfinished_requests() < 2 * capacity:
                     submit()
                 if not engine.has_unfinished_requests():
-                    break
+                    if exhausted:
+                        break
+                    continue
                 for out in engine.step():
                     if not out.finished:
                         continue
                     index, j = owner.pop(out.request_id)
                     entry = pending[index]
                     for c in out.outputs:
-                        entry["samples"].append(
-                            {
-                                "prompt_index": j,
-                                "sample_idx": c.index,
-                                "completion": prefix + c.text,
-                                "finish_reason": c.finish_reason or "abort",
-                                "prompt_tokens": len(out.prompt_token_ids or []),
-                                "completion_tokens": len(c.token_ids),
-                            }
-                        )
+                        sample = {
+                            "prompt_index": j,
+                            "sample_idx": c.index,
+                            "completion": prefix + c.text,
+                            "finish_reason": c.finish_reason or "abort",
+                            "prompt_tokens": len(out.prompt_token_ids or []),
+                            "completion_tokens": len(c.token_ids),
+                        }
+                        if entry["journal"] is not None:
+                            entry["journal"].append(sample)  # a kill now costs this prompt nothing
+                        entry["samples"].append(sample)
                         progress.sample(len(c.token_ids), truncated=c.finish_reason == "length")
                     progress.prompts_done(1)
                     entry["left"] -= 1
                     if entry["left"] == 0:
-                        on_shard(index, pending.pop(index)["samples"])
+                        complete(index)
         finally:
+            for entry in pending.values():
+                if entry["journal"] is not None:
+                    entry["journal"].close()
             # free the engine (its memory, its worker processes) before the next stage runs
             llm.llm_engine.engine_core.shutdown()
             gc.collect()
 
+    run.journals = True  # finished prompts of unfinished shards are kept (distill/journal.py)
     return run

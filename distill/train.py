@@ -471,13 +471,16 @@ def _quiet_logs(trainer) -> None:
 
     class Report(TrainerCallback):
         started = (0.0, 0)  # (clock, step) when this process began training: a resumed run counts from there
+        shown = -1  # the last tenth of the run a line was printed for
 
         def on_train_begin(self, args, state, control, **kwargs):
             Report.started = (time.monotonic(), state.global_step)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            every = max(1, state.max_steps // 10)
-            if logs and "loss" in logs and (state.global_step % every == 0 or state.global_step == state.max_steps):
+            # a line each time the run passes another tenth of its steps (whatever logging_steps is)
+            tenth = state.global_step * 10 // max(1, state.max_steps)
+            if logs and "loss" in logs and (tenth > Report.shown or state.global_step == state.max_steps):
+                Report.shown = tenth
                 clock, first = Report.started
                 elapsed, done = time.monotonic() - clock, state.global_step - first
                 eta = duration(elapsed / done * (state.max_steps - state.global_step)) if done > 0 else "?"

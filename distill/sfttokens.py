@@ -115,14 +115,14 @@ def turn_totals(turns: list[list[int]]) -> list[int]:
 
 def cached(run, dataset, tokenizer, loss_on: str, max_length: int, num_proc: int | None = None,
            truncate: bool = False):
-    """tokenize(), kept in RUN/tokens/KEY (beside student/, so exports never carry it) so that a resumed or repeated run of the same data,
-    tokenizer, template and masking reads it back instead of tokenizing again. KEY hashes all of
-    those (the dataset by its datasets fingerprint); the folder is written under a temporary name
-    and renamed, so a killed run leaves no half-written cache."""
+    """tokenize(), kept in RUN/tokens/KEY (beside student/, so exports never carry it) so that a
+    resumed or repeated run of the same data, tokenizer, template and masking reads it back
+    instead of tokenizing again. KEY hashes all of those (the dataset by its datasets
+    fingerprint); the folder is written under a temporary name of this process and renamed, so a
+    killed run leaves no half-written cache and two processes never write into one folder."""
     import hashlib
     import json
     import os
-    import shutil
     from pathlib import Path
 
     import datasets
@@ -135,11 +135,32 @@ def cached(run, dataset, tokenizer, loss_on: str, max_length: int, num_proc: int
     folder = Path(run) / "tokens" / key
     if (folder / "dataset_info.json").is_file():
         return datasets.load_from_disk(str(folder)), True
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under accelerate: rank 0 tokenizes, the others read it
+        from accelerate import PartialState
+
+        with PartialState().main_process_first():
+            return _write(folder, key, dataset, tokenizer, loss_on, max_length, num_proc, truncate)
+    return _write(folder, key, dataset, tokenizer, loss_on, max_length, num_proc, truncate)
+
+
+def _write(folder, key: str, dataset, tokenizer, loss_on: str, max_length: int, num_proc, truncate: bool):
+    import os
+    import shutil
+
+    import datasets
+
+    if (folder / "dataset_info.json").is_file():  # another process wrote it meanwhile
+        return datasets.load_from_disk(str(folder)), True
     workers = min(num_proc or 1, os.cpu_count() or 1)
     tokens = tokenize(dataset, tokenizer, loss_on, max_length, workers, truncate)
-    if folder.parent.is_dir():  # an older key (other data or settings): not needed again
-        shutil.rmtree(folder.parent)
-    temp = folder.with_name(folder.name + ".tmp")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for old in folder.parent.iterdir():  # older keys (other data or settings) are not needed again
+        if not old.name.startswith(key):
+            shutil.rmtree(old, ignore_errors=True)
+    temp = folder.with_name(f"{key}.tmp-{os.getpid()}")
     tokens.save_to_disk(str(temp))
-    temp.rename(folder)
+    try:
+        temp.rename(folder)
+    except OSError:  # a process with the same rows got there first: theirs is the same
+        shutil.rmtree(temp, ignore_errors=True)
     return datasets.load_from_disk(str(folder)), False

@@ -52,7 +52,8 @@ def test_a_bundled_card_over_another_layout_stops_before_generating(tmp_path):
     _problems(tmp_path / "problems.jsonl")
     result = run_cli("generate", "--recipe", recipe, "--out", tmp_path / "run")
     assert result.returncode == 1 and "card 'gsm8k' reads gold answers with the pattern" in result.stderr
-    assert "matches 0 of 3 answers" in result.stderr and not (tmp_path / "run" / "traces").exists()
+    assert "matches 0 of 3 answers" in result.stderr
+    assert not list((tmp_path / "run").rglob("*.parquet"))  # nothing generated
 
 
 def test_cards_show_each_description_and_where_the_files_are():

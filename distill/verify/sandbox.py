@@ -74,7 +74,7 @@ def _runtime_binds() -> list[str]:
         elif os.path.isdir(top):
             args += ["--ro-bind", top, top]
     prefixes = {os.path.abspath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
-    made = set()
+    made = {Path("/tmp")}  # the sandbox's own tmpfs, mounted before these binds
     for prefix in sorted(prefixes):
         if prefix != "/usr" and not prefix.startswith("/usr/"):
             # bwrap makes the folders above a mount point 0700: readable for the uid it runs
@@ -112,10 +112,12 @@ def _bwrap(src: str, limits: Limits, config: dict, fds: list[int]) -> list[str]:
         config["uid"] = UID_BASE + os.getpid()
     else:
         args += ["--unshare-user", "--uid", "65534", "--gid", "65534", "--disable-userns"]
-    args += _runtime_binds()
+    # the tmpfs first: an interpreter or virtual environment that lives under /tmp (a CI checkout)
+    # is then bound on top of it instead of being hidden by it
     args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(limits.disk_mb << 20),
-             "--tmpfs", "/tmp", "--ro-bind", src, "/sandbox", "--ro-bind", str(HARNESS), "/sandbox-harness.py",
-             "--chdir", "/tmp"]
+             "--tmpfs", "/tmp"]
+    args += _runtime_binds()
+    args += ["--ro-bind", src, "/sandbox", "--ro-bind", str(HARNESS), "/sandbox-harness.py", "--chdir", "/tmp"]
     for name, value in _ENV.items():
         args += ["--setenv", name, value]
     seccomp = _seccomp_fd()

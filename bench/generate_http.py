@@ -62,6 +62,20 @@ async def bare_loop(url: str, args) -> tuple[int, float]:
     return sum(tokens), seconds
 
 
+def serve_smollm2() -> tuple[subprocess.Popen, str, int]:
+    """`vllm serve` on the bundled SmolLM2 at a free local port: (process, base URL, port)."""
+    vllm_env()
+    from distill import models
+    from distill.config import TeacherCard
+    from distill.recipes import load_card
+
+    model = models.resolve(load_card(TeacherCard, "smollm2-135m-instruct"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return start_server(model, port), f"http://127.0.0.1:{port}/v1", port
+
+
 def ours(url: str, args, out: Path) -> tuple[int, float]:
     from distill.generate import run_generate
 
@@ -81,17 +95,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    vllm_env()
-    from distill import models
-    from distill.config import TeacherCard
-    from distill.recipes import load_card
-
-    model = models.resolve(load_card(TeacherCard, "smollm2-135m-instruct"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = start_server(model, port)
-    url = f"http://127.0.0.1:{port}/v1"
+    server, url, port = serve_smollm2()
     totals = {"distill": [0, 0.0], "bare": [0, 0.0]}
     try:
         with tempfile.TemporaryDirectory() as tmp:

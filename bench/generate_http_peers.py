@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,8 +30,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import GSM8K_TEST, R1_USER, ROOT, gsm8k_problems, vllm_env
-from generate_http import bare_loop, start_server
+from common import GSM8K_TEST, R1_USER, ROOT, gsm8k_problems
+from generate_http import bare_loop, serve_smollm2
 
 
 def metrics(port: int) -> dict:
@@ -138,17 +137,7 @@ def main() -> None:
     if args.url:  # plumbing check against a scripted server
         server, url, port = None, args.url, int(args.url.split(":")[2].split("/")[0])
     else:
-        vllm_env()
-        from distill import models
-        from distill.config import TeacherCard
-        from distill.recipes import load_card
-
-        model = models.resolve(load_card(TeacherCard, "smollm2-135m-instruct"))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        server = start_server(model, port)
-        url = f"http://127.0.0.1:{port}/v1"
+        server, url, port = serve_smollm2()
     sides = ["bare", "distill", "curator"]
     totals = {side: [0.0, 0.0] for side in sides}
     rows = args.prompts * args.n

@@ -9,7 +9,6 @@ import pytest
 import yaml
 from helpers import run_cli, write_yaml
 
-from distill.config import TrainData
 from distill.recipes import load_recipe
 from distill.sftdata import load_conversations
 from distill.sfttokens import IGNORE, spans, tokenize, turn_totals

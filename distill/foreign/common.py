@@ -134,13 +134,12 @@ def order(raw: dict, train: dict, names: dict, source: str) -> set[str]:
     return {"group_by_length"} | ({"train_sampling_strategy"} if strategy == "group_by_length" else set())
 
 
-def rest(raw: dict, handled: set, sft_keys: set, train: dict, silent: set) -> dict[str, str]:
+def rest(raw: dict, handled: set, sft_keys: set, train: dict) -> dict[str, str]:
     """Keys not mapped: those with no effect are returned (for one warning line); other SFTConfig
-    arguments go to TRL as written (optim, adam_beta2, …), which honours them. `silent` keys
-    need no word (they were at their defaults)."""
+    arguments go to TRL as written (optim, adam_beta2, …), which honours them."""
     ignored = {}
     for key, value in raw.items():
-        if key in handled or key in silent:
+        if key in handled:
             continue
         if key in NO_EFFECT:
             ignored[key] = NO_EFFECT[key]

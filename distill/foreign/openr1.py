@@ -173,7 +173,7 @@ def from_trl(raw: dict, source: str, path: Path | None = None) -> tuple[dict, li
                 set(keys.published()["open-r1"]["keys"]) | set(keys.published()["alignment-handbook"]["keys"]) \
                 else "an open-r1 or alignment-handbook feature"
             raise keys.unsupported(key, value, source, owner)
-    ignored = common.rest(raw, handled, set(sft_keys), train, set())
+    ignored = common.rest(raw, handled, set(sft_keys), train)
     mixture = raw.get("dataset_mixture")
     if isinstance(mixture, dict) and mixture.get("test_split_size") is not None:
         ignored["dataset_mixture.test_split_size"] = common.NO_EFFECT["test_split_size"]

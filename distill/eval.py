@@ -31,7 +31,7 @@ from .benchmarks import Benchmark
 from .config import BenchmarkOptions, DatasetCard, EvalConfig, PromptTemplate, R1_USER_TEMPLATE, TeacherCard
 from .errors import ConfigError, UserError
 from .evalmodel import EvalModel
-from .ui import console, live_progress, plural
+from .ui import LINE, console, live_progress, plural
 
 EVAL = "eval"
 SCORED = "scored.parquet"
@@ -202,7 +202,7 @@ def _run_backend(p: EvalPlan, out: Path, work: dict, teacher: str, configs: dict
     console.print(f"eval: {plural(total, 'sample')} to generate with {settings.backend} on {p.model.card.name}"
                   + (f" + adapter {p.model.adapter}" if p.model.adapter else ""))
     run = backends.open_backend(p.model.card, settings)
-    with live_progress(total, total) as progress:
+    with live_progress(total, total, settings.max_tokens) as progress:
 
         def on_shard(key: int, samples: list[dict]) -> None:
             bench, rows = work[key]
@@ -215,7 +215,8 @@ def _run_backend(p: EvalPlan, out: Path, work: dict, teacher: str, configs: dict
                 out_rows.append({**rows[j], **extra, "sample_idx": k, "teacher": teacher, "gen_config": config})
             write_shard(out / EVAL / bench.name, index, out_rows, rows, bench.n)
             with lock:
-                console.print(f"  {bench.name} shard {index + 1} written · {progress.line()}")
+                head = f"  {bench.name} shard {index + 1} written · "
+                console.print(head + progress.line(LINE - len(head)))
 
         keep = _Journals(out, work, configs)
         try:

@@ -13,7 +13,7 @@ from . import backends, journal, models, runfolder, schema, shards
 from .config import Recipe
 from .errors import ConfigError, UserError
 from .sources import load_prompts
-from .ui import console, live_progress, plural
+from .ui import LINE, console, live_progress, plural
 
 STAGE = "traces"
 STATS = "_stats"  # _stats.RANK.json: retries and errors, summed over every run of that rank
@@ -105,7 +105,7 @@ def _generate(recipe: Recipe, out: Path, rank: int, world_size: int) -> dict:
         lock = threading.Lock()
         todo_prompts = sum(len(plan[i]) for i in todo)
         run = backends.open_backend(recipe.teacher, settings)  # engine start is not generation time
-        with live_progress(todo_prompts, todo_prompts * settings.n) as progress:
+        with live_progress(todo_prompts, todo_prompts * settings.n, settings.max_tokens) as progress:
             # spent so far: shards written (every rank's stats) plus answers kept in journals
             spent = _read_stats(stage)["usage"]["cost"] or 0.0
             progress.set_budget(recipe.generate.max_cost, spent + journal.pending_cost(stage),
@@ -127,7 +127,8 @@ def _generate(recipe: Recipe, out: Path, rank: int, world_size: int) -> dict:
                     written["rows"] += len(rows)
                     written["shards"] += 1
                     _save_stats(stage, rank, progress, _usage(samples))
-                    console.print(f"  shard {index + 1}/{len(plan)} written · {progress.line()}")
+                    head = f"  shard {index + 1}/{len(plan)} written · "
+                    console.print(head + progress.line(LINE - len(head)))
 
             keep = journal.Journals(stage, gen_config, rank)
             work = ((i, plan[i]) for i in todo)

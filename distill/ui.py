@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -11,6 +12,9 @@ from rich.console import Console
 
 console = Console(highlight=False, soft_wrap=True)  # log lines stay whole in files
 err_console = Console(stderr=True, highlight=False)
+
+
+LINE = 80  # progress lines fit a classic terminal; the most useful fields come first
 
 
 def plural(count: int, noun: str) -> str:
@@ -26,10 +30,15 @@ def duration(seconds: float) -> str:
 
 
 class GenProgress:
-    """Counters that backends update as work finishes (from any thread)."""
+    """Counters that backends update as work goes (from any thread).
 
-    def __init__(self, prompts_total: int, samples_total: int) -> None:
-        self.prompts_total, self.samples_total = prompts_total, samples_total
+    Tokens count while they are generated: a backend reports an unfinished sample's length with
+    `partial(key, tokens)` (vLLM each engine step, a streaming client each chunk, transformers
+    each decoding step) and the finished sample with `sample(..., key=key)`, so a long trace
+    shows speed and an ETA before the first sample of a shard finishes."""
+
+    def __init__(self, prompts_total: int, samples_total: int, max_tokens: int | None = None) -> None:
+        self.prompts_total, self.samples_total, self.max_tokens = prompts_total, samples_total, max_tokens
         self.prompts = self.samples = self.tokens = self.truncated = self.errors = 0
         self.prompt_tokens = self.restored_samples = 0
         self.cost = 0.0  # this run's spend; `spent_before` is what earlier runs spent
@@ -37,11 +46,24 @@ class GenProgress:
         self.rate: dict = {}  # a served teacher's pacing: budgets, lowest concurrency, seconds waited
         self.retries: Counter = Counter()
         self.start = time.monotonic()
+        self._live: dict = {}  # key -> tokens so far of a sample still being generated
         self._lock = threading.Lock()
         self._drained: tuple[Counter, int] = (Counter(), 0)
 
-    def sample(self, tokens: int, truncated: bool = False) -> None:
+    def partial(self, key, tokens: int) -> None:
+        """An unfinished sample has `tokens` so far (replaces what was said for `key` before)."""
         with self._lock:
+            self._live[key] = tokens
+
+    def discard(self, key) -> None:
+        """An attempt that failed: its partial tokens no longer count (a retry starts again)."""
+        with self._lock:
+            self._live.pop(key, None)
+
+    def sample(self, tokens: int, truncated: bool = False, key=None) -> None:
+        with self._lock:
+            if key is not None:
+                self._live.pop(key, None)
             self.samples += 1
             self.tokens += tokens
             self.truncated += int(truncated)
@@ -92,31 +114,66 @@ class GenProgress:
             self._drained = (Counter(self.retries), self.errors)
         return retries, errors
 
-    def line(self) -> str:
+    def eta(self) -> str:
+        """Time left from the token rate: the tokens still to come are the finished samples' mean
+        length for every sample not finished, less what the running ones already have. Before any
+        sample finishes, `max_tokens` bounds the mean and the ETA reads "≤ …"."""
+        with self._lock:
+            live = sum(self._live.values())
+            finished = self.samples - self.restored_samples
+            left = self.samples_total - self.samples
+            tokens = self.tokens
         elapsed = max(time.monotonic() - self.start, 1e-9)
-        rate = (self.samples - self.restored_samples) / elapsed
-        eta = duration((self.samples_total - self.samples) / rate) if rate > 0 else "?"
-        trunc = 100 * self.truncated / self.samples if self.samples else 0.0
+        rate = (tokens + live) / elapsed
+        if left <= 0:
+            return "0m00s"
+        if rate <= 0:
+            return "?"
+        if finished:
+            return duration(max(left * tokens / finished - live, 0) / rate)
+        if self.max_tokens:
+            return "≤" + duration(max(left * self.max_tokens - live, 0) / rate)
+        return "?"
+
+    def parts(self) -> list[str]:
+        """The line's fields, most important first (a narrow line keeps the first ones)."""
+        elapsed = max(time.monotonic() - self.start, 1e-9)
+        with self._lock:
+            generated = self.tokens + sum(self._live.values())
         parts = [
-            f"prompts {self.prompts}/{self.prompts_total}",
-            f"samples {self.samples}/{self.samples_total}"
-            + (f" ({self.restored_samples} journaled before)" if self.restored_samples else ""),
-            f"{self.tokens / elapsed:,.0f} tok/s",
-            f"truncated {trunc:.1f}%",
-            f"elapsed {duration(elapsed)}",
-            f"ETA {eta}",
+            f"ETA {self.eta()}",
+            f"{self.samples}/{self.samples_total} samples",
+            f"{generated / elapsed:,.0f} tok/s",
+            f"{duration(elapsed)} elapsed",
         ]
-        if self.prompt_tokens:
-            parts.append(f"tokens in {self.prompt_tokens:,} out {self.tokens:,}")
-        if self.priced:
-            parts.append(f"cost {self.spent_line()}")
-        if self.rate:
-            parts.append(_pacing(self.rate))
-        if self.retries:
-            parts.append("retries " + ", ".join(f"{k}×{v}" for k, v in sorted(self.retries.items())))
+        if self.truncated:
+            parts.append(f"truncated {100 * self.truncated / self.samples:.1f}%")
         if self.errors:
             parts.append(f"errors {self.errors}")
-        return " · ".join(parts)
+        if self.priced:
+            parts.append(f"cost {self.spent_line()}")
+        if self.retries:
+            parts.append("retries " + ", ".join(f"{k}×{v}" for k, v in sorted(self.retries.items())))
+        if self.rate:
+            parts.append(_pacing(self.rate))
+        parts.append(f"{self.prompts}/{self.prompts_total} prompts")
+        if self.restored_samples:
+            parts.append(f"{self.restored_samples} journaled before")
+        if self.prompt_tokens:
+            parts.append(f"tokens in {self.prompt_tokens:,} out {self.tokens:,}")
+        return parts
+
+    def line(self, width: int | None = None) -> str:
+        """The fields joined; with `width`, only as many leading fields as fit in it."""
+        parts = self.parts()
+        if width is None:
+            return " · ".join(parts)
+        text = parts[0]
+        for part in parts[1:]:
+            if len(text) + 3 + len(part) > width:
+                break
+            text += " · " + part
+        return text
 
 
 def _pacing(rate: dict) -> str:
@@ -130,21 +187,23 @@ def _pacing(rate: dict) -> str:
 
 
 @contextmanager
-def live_progress(prompts_total: int, samples_total: int, log_every: float = 30.0):
-    """Yield a GenProgress: a live line on a terminal, a log line every `log_every` s otherwise."""
-    progress = GenProgress(prompts_total, samples_total)
+def live_progress(prompts_total: int, samples_total: int, max_tokens: int | None = None):
+    """Yield a GenProgress: a live line on a terminal, otherwise a log line every 30 s (or every
+    $DISTILL_PROGRESS_EVERY seconds)."""
+    log_every = float(os.environ.get("DISTILL_PROGRESS_EVERY") or 30)
+    progress = GenProgress(prompts_total, samples_total, max_tokens)
     if console.is_terminal:
         from rich.live import Live
         from rich.text import Text
 
-        with Live(get_renderable=lambda: Text(progress.line()), console=console, refresh_per_second=2, transient=True):
+        with Live(get_renderable=lambda: Text("  " + progress.line(min(console.width, 80) - 3)), console=console, refresh_per_second=2, transient=True):
             yield progress
         return
     stop = threading.Event()
 
     def log() -> None:
         while not stop.wait(log_every):
-            console.print(f"  {progress.line()}")
+            console.print(f"  {progress.line(LINE - 2)}")
 
     thread = threading.Thread(target=log, daemon=True)
     thread.start()

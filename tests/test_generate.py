@@ -183,7 +183,57 @@ def test_progress_line_counts():
     progress.retry("429")
     progress.retry("429")
     line = progress.line()
-    assert "prompts 1/2" in line and "samples 2/4" in line and "truncated 50.0%" in line and "retries 429×2" in line
+    assert "1/2 prompts" in line and "2/4 samples" in line and "truncated 50.0%" in line and "retries 429×2" in line
+    assert line.startswith("ETA ")
     retries, errors = progress.drain()
     assert retries == {"429": 2} and errors == 0
     assert progress.drain() == ({}, 0)  # drained once only
+
+
+def test_progress_counts_tokens_before_any_sample_finishes(monkeypatch):
+    """A long trace shows speed and an ETA while it is generated, and the line fits 80 columns."""
+    from distill import ui
+
+    clock = [100.0]
+    monkeypatch.setattr(ui.time, "monotonic", lambda: clock[0])
+    progress = ui.GenProgress(prompts_total=64, samples_total=128, max_tokens=1000)
+    clock[0] += 10
+    assert progress.line().startswith("ETA ?")  # nothing generated yet
+    for k in range(4):
+        progress.partial(("r", k), 250)  # 1,000 tokens in 10 s, no sample finished
+    line = progress.line(80)
+    assert "100 tok/s" in line and len(line) <= 80
+    # bounded by max_tokens: 128 samples × 1,000 tokens − 1,000 generated, at 100 tok/s
+    assert line.startswith("ETA ≤21m10s")
+    progress.sample(500, key=("r", 0))  # finished: its partial count is replaced, not added
+    progress.sample(500, key=("r", 1))
+    progress.discard(("r", 2))  # a failed attempt's tokens no longer count
+    assert progress.tokens == 1000 and progress._live == {("r", 3): 250}
+    # mean 500 a sample: 126 left × 500 − 250 running, at 125 tok/s
+    assert progress.eta() == ui.duration((126 * 500 - 250) / 125)
+    progress.retry("429")
+    progress.set_budget(5.0, 1.0, True)
+    narrow = progress.line(40)
+    assert len(narrow) <= 40 and narrow.startswith("ETA ") and "samples" in narrow
+    assert "retries 429×1" in progress.line()  # the full line (logs) keeps every field
+
+
+def test_transformers_backend_reports_tokens_each_decoding_step(tmp_path, tiny_recipe, monkeypatch):
+    from distill import ui
+
+    seen = []
+
+    class Recording(ui.GenProgress):
+        def partial(self, key, tokens):
+            seen.append((key, tokens, self.samples))
+            super().partial(key, tokens)
+
+    monkeypatch.setattr(ui, "GenProgress", Recording)
+    recipe = load_recipe(str(tiny_recipe(generate={"backend": "hf", "n": 2, "shard_size": 4, "batch_size": 4},
+                                         data=[{"card": "arithmetic", "limit": 4}])))
+    run_generate(recipe, tmp_path / "run")
+    rows = read_traces(tmp_path / "run")
+    assert len(rows) == 8
+    # 4 prompts × 2 samples decoded together: 8 rows counted step by step before any sample was
+    assert {key for key, _, done in seen if done == 0} == {("hf", r) for r in range(8)}
+    assert max(tokens for _, tokens, _ in seen) == max(r["completion_tokens"] for r in rows)

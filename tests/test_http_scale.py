@@ -366,3 +366,24 @@ def test_eval_over_http_keeps_every_answer_through_a_kill(tmp_path, server):
     scored = pq.read_table(tmp_path / "run" / "eval" / "math500" / "scored.parquet").to_pylist()
     assert len(scored) == len({KEY(r) for r in scored}) == 40
     assert not (tmp_path / "run" / "eval" / "math500" / journal.FOLDER).exists()
+
+
+def test_streamed_tokens_reach_the_progress_line_before_the_answer_ends(tmp_path, server, monkeypatch):
+    """The progress line counts a streamed answer's chunks as they arrive (its speed and ETA do
+    not wait for whole answers), and the finished count replaces them."""
+    from distill import recipes, ui
+    from distill.generate import run_generate
+
+    seen = []
+
+    class Recording(ui.GenProgress):
+        def partial(self, key, tokens):
+            seen.append((tokens, self.samples))
+            super().partial(key, tokens)
+
+    monkeypatch.setattr(ui, "GenProgress", Recording)
+    recipe = recipes.load_recipe(http_recipe(tmp_path, server(Script(stream_gap=0.01)), limit=2, n=1, stream=True))
+    run_generate(recipe, tmp_path / "run")
+    assert seen and seen[0][1] == 0  # counted before any answer had finished
+    assert max(tokens for tokens, _ in seen) >= 5  # chunk by chunk, not once per answer
+    assert sum(r["completion_tokens"] for r in rows(tmp_path / "run")) == 18  # the usage, not the chunks

@@ -36,7 +36,8 @@ def key(r):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, smollm2_dir):
     out = tmp_path_factory.mktemp("vllm") / "ref"
-    result = run_cli("generate", "-r", "quickstart", "--out", out, *ARGS, timeout=900)
+    result = run_cli("generate", "-r", "quickstart", "--out", out, *ARGS, timeout=900,
+                     env={"DISTILL_PROGRESS_EVERY": "0.2"})
     assert result.returncode == 0, result.stderr
     return out, result
 
@@ -53,6 +54,13 @@ def test_vllm_backend_writes_every_sample(reference):
     manifest = json.loads((out / "traces" / "manifest.json").read_text())
     assert manifest["counts"]["samples"] == 48
     assert "with vllm on smollm2-135m-instruct" in result.stdout
+    # tokens count while they are generated: speed before the first sample finished
+    assert re.search(r"^  ETA [^·]+ · 0/48 samples · [1-9]", result.stdout, re.M), result.stdout
+    assert all(len(line) <= 80 for line in result.stdout.splitlines() if "ETA" in line)
+    from test_quiet import NOISE
+
+    assert not [n for n in NOISE if n in result.stdout + result.stderr], result.stderr
+    assert "vLLM ready in" in result.stdout  # the engine start says what it is doing
 
 
 def test_kill_9_mid_vllm_run_then_rerun(reference, tmp_path):

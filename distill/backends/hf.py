@@ -8,6 +8,22 @@ from ..prompting import THINK_OPEN, prompt_messages
 from . import GenSettings, Sample, shard_seed
 
 
+class _Steps:
+    """A `generate` streamer that tells the progress line each decoding step (one token a row;
+    rows that already stopped are counted until the batch ends, then settled to their length)."""
+
+    def __init__(self, progress, rows: int) -> None:
+        self.progress, self.rows, self.steps = progress, rows, -1
+
+    def put(self, value) -> None:  # the first call carries the prompt, then one token per row
+        self.steps += 1
+        for row in range(self.rows if self.steps else 0):
+            self.progress.partial(("hf", row), self.steps)
+
+    def end(self) -> None:
+        pass
+
+
 def open_backend(teacher: TeacherCard, settings: GenSettings):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -57,6 +73,7 @@ def open_backend(teacher: TeacherCard, settings: GenSettings):
                     num_return_sequences=settings.n,
                     pad_token_id=tokenizer.pad_token_id,
                     eos_token_id=sorted(eos_ids),
+                    streamer=_Steps(progress, len(batch) * settings.n),
                 )
             for row, ids in enumerate(out[:, enc["input_ids"].shape[1] :].tolist()):
                 j, k = divmod(row, settings.n)
@@ -72,7 +89,7 @@ def open_backend(teacher: TeacherCard, settings: GenSettings):
                         "completion_tokens": len(kept),
                     }
                 )
-                progress.sample(len(kept), truncated=stop is None)
+                progress.sample(len(kept), truncated=stop is None, key=("hf", row))
             progress.prompts_done(len(batch))
         return samples
 

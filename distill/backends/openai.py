@@ -18,6 +18,7 @@ from the environment variable it names and is never written anywhere.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import random
@@ -62,6 +63,7 @@ def _online(teacher: TeacherCard, settings: GenSettings, endpoint: Endpoint, key
     import openai
 
     prefix = THINK_OPEN + "\n" if settings.template.think_prefix else ""
+    tags = itertools.count()
     per_request = settings.n if endpoint.n_per_request else 1
     permanent = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError,
                  openai.BadRequestError, openai.UnprocessableEntityError)
@@ -85,8 +87,9 @@ def _online(teacher: TeacherCard, settings: GenSettings, endpoint: Endpoint, key
                  for c in sorted(choices, key=lambda c: c.index)]
         return choice_results(texts, getattr(response, "usage", None))
 
-    async def streamed(client, request: dict) -> list[dict]:
-        """Tokens as they come; `timeout` is the longest silence, however long the whole answer."""
+    async def streamed(client, request: dict, live) -> list[dict]:
+        """Tokens as they come; `timeout` is the longest silence, however long the whole answer.
+        `live(choice, chunks)` tells the progress line (a chunk is about a token)."""
         stream = await client.chat.completions.create(**request, stream=True, stream_options={"include_usage": True})
         parts: dict[int, list] = {}
         usage = None
@@ -107,6 +110,7 @@ def _online(teacher: TeacherCard, settings: GenSettings, endpoint: Endpoint, key
                     if delta is not None:
                         part[0].append(delta.content or "")
                         part[1].append(reasoning_of(getattr(delta, "model_extra", None)) or "")
+                        live(c.index, len(part[0]))
                     if c.finish_reason:
                         part[2] = c.finish_reason
         finally:
@@ -116,9 +120,11 @@ def _online(teacher: TeacherCard, settings: GenSettings, endpoint: Endpoint, key
         texts = [("".join(parts[i][0]), "".join(parts[i][1]) or None, parts[i][2]) for i in range(per_request)]
         return choice_results(texts, usage)
 
-    async def attempt(server, request: dict) -> list[dict]:
+    async def attempt(server, request: dict, live) -> list[dict]:
         try:
-            return await (streamed if endpoint.stream else plain)(server.client, request)
+            if endpoint.stream:
+                return await streamed(server.client, request, live)
+            return await plain(server.client, request)
         except permanent as e:
             env = dict(zip(endpoint.urls(), endpoint.key_envs())).get(server.url)
             raise UserError(
@@ -150,12 +156,17 @@ def _online(teacher: TeacherCard, settings: GenSettings, endpoint: Endpoint, key
     async def request_with_retries(pool, budgets, request: dict, progress) -> list[dict] | None:
         """The request's samples, or None when it answered empty every time (counted an error)."""
         tries = empties = 0
+        tag = next(tags)  # this request's unfinished choices in the progress line
+
+        def live(choice: int, chunks: int) -> None:
+            progress.partial((tag, choice), chunks)
+
         while True:
             await budgets.take(estimate(request))
             server = await pool.take()
             outcome = NEUTRAL
             try:
-                results = await attempt(server, request)
+                results = await attempt(server, request, live)
                 outcome = OK
                 used = [r["prompt_tokens"] for r in results[:1]] + [r["completion_tokens"] for r in results]
                 budgets.settle(estimate(request), None if None in used else sum(used))
@@ -181,6 +192,8 @@ def _online(teacher: TeacherCard, settings: GenSettings, endpoint: Endpoint, key
                         delay = e.retry_after + random.uniform(0, 0.1)
                     tries += 1
             finally:
+                for choice in range(per_request):  # the finished samples count instead, or a retry restarts
+                    progress.discard((tag, choice))
                 await pool.give(server, outcome)
                 report(pool, budgets, progress)
             await asyncio.sleep(min(delay, endpoint.max_backoff))

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 
 from .. import models
 from ..config import TeacherCard
 from ..errors import ConfigError
 from ..prompting import THINK_OPEN, prompt_messages
+from ..ui import console
 from . import GenSettings, prompt_seed, reaper
 
 
@@ -42,6 +44,7 @@ def check_engine_keys(engine: dict, where: str) -> None:
     import dataclasses
     import difflib
 
+    _environment()  # before vLLM's first import: its logging level
     from vllm.engine.arg_utils import EngineArgs
 
     known = [f.name for f in dataclasses.fields(EngineArgs)]
@@ -60,6 +63,17 @@ def engine_args(teacher: TeacherCard, path: str, kwargs: dict, seed: int, on_cpu
     if on_cpu:
         args.setdefault("enable_chunked_prefill", False)
     return args
+
+
+def _live_tokens(engine) -> int | None:
+    """Tokens generated so far by the requests still running. The offline API returns a request
+    only when it finishes (FINAL_ONLY), so a long trace would show no speed for minutes; this
+    reads the output processor's per-request state instead. It is vLLM's internal state: where
+    a version lays it out otherwise, the progress line counts finished samples only."""
+    try:
+        return sum(state.detokenizer.num_output_tokens() for state in engine.output_processor.request_states.values())
+    except AttributeError:
+        return None
 
 
 def _lora_rank_slot(rank: int) -> int:
@@ -82,11 +96,15 @@ def open_backend(teacher: TeacherCard, settings: GenSettings):
         args.update(enable_lora=True, max_loras=1, max_lora_rank=_lora_rank_slot(models.lora_rank(settings.adapter)))
         args["tokenizer"] = models.tokenizer_source(path, settings.adapter)
         lora = LoRARequest("adapter", 1, settings.adapter)
+    started = time.monotonic()
+    console.print(f"  starting vLLM on {path}" + (f" + adapter {settings.adapter}" if settings.adapter else "")
+                  + " (loads weights, profiles memory; about half a minute on a CPU)")
     try:
         llm = LLM(**args)
     except TypeError as e:  # an `engine` key this vLLM does not know
         raise ConfigError(f"teacher card '{teacher.name}': vLLM rejected the engine settings ({e})") from None
     reaper.watch()  # its engine processes must not outlive a killed distill
+    console.print(f"  vLLM ready in {time.monotonic() - started:.0f} s")
     tokenizer = llm.get_tokenizer()
     prefix = THINK_OPEN + "\n" if settings.template.think_prefix else ""
     capacity = llm.llm_engine.vllm_config.scheduler_config.max_num_seqs
@@ -112,6 +130,7 @@ def open_backend(teacher: TeacherCard, settings: GenSettings):
         pending: dict[int, dict] = {}  # shard -> {"left": prompts still running, "samples": [...], "journal"}
         owner: dict[str, tuple[int, int]] = {}  # request id -> (shard, prompt index)
         exhausted = False
+        live, next_live = 0, 0.0  # tokens of unfinished requests; None once they cannot be read
 
         def complete(index: int) -> None:
             entry = pending.pop(index)
@@ -176,6 +195,11 @@ def open_backend(teacher: TeacherCard, settings: GenSettings):
                     entry["left"] -= 1
                     if entry["left"] == 0:
                         complete(index)
+                if live is not None and time.monotonic() >= next_live:  # a few times a second is enough
+                    live = _live_tokens(engine)
+                    if live is not None:
+                        progress.partial("vllm", live)
+                    next_live = time.monotonic() + 0.25
         finally:
             for entry in pending.values():
                 if entry["journal"] is not None:

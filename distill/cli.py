@@ -12,7 +12,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from . import quiet
 from .errors import ConfigError, UserError
+
+quiet.install()  # at import: vLLM's spawned engine processes re-import this module first
 
 app = typer.Typer(
     add_completion=False,

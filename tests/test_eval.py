@@ -421,6 +421,9 @@ def test_smollm2_on_gsm8k_with_vllm_and_a_lora_adapter(tmp_path, smollm2_dir):
     rows = pq.read_table(out / "eval" / "gsm8k-test" / "scored.parquet").to_pylist()
     config = json.loads(rows[0]["gen_config"])
     assert config["backend"] == "vllm" and config["adapter"] == str(adapter.resolve())
+    from test_quiet import NOISE
+
+    assert not [n for n in NOISE if n in result.stdout + result.stderr], result.stderr  # an adapter has no config.json
 
 
 # ---------------------------------------------------------------- the paper's numbers beside ours

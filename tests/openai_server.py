@@ -33,6 +33,7 @@ class Script:
         self.requests: list[dict] = []
         self.times: list[float] = []
         self.paid = 0
+        self.authorization: list[str | None] = []  # each request's Authorization header
         self.lock = threading.Lock()
 
     def next(self, body: dict) -> str:
@@ -84,6 +85,7 @@ def serve(script: Script) -> tuple[ThreadingHTTPServer, str]:
 
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            script.authorization.append(self.headers.get("Authorization"))
             behaviour = script.next(body)
             error = lambda msg: json.dumps({"error": {"message": msg, "type": "x", "code": None}}).encode()  # noqa: E731
             if behaviour == "429":

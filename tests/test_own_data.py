@@ -63,3 +63,42 @@ def test_cards_show_each_description_and_where_the_files_are():
     assert lines[0].startswith("datasets (") and str(ROOT / "datasets") in lines[0]
     gsm8k = next(line for line in lines if line.split()[:1] == ["gsm8k"])
     assert "GSM8K train" in gsm8k
+
+
+def _readme_card(name: str) -> str:
+    section = (ROOT / "README.md").read_text().split("## Your own teacher", 1)[1]
+    return next(block for block in re.findall(r"```yaml\n(.*?)```", section, re.S) if block.startswith(f"# {name}"))
+
+
+def test_the_readmes_served_teacher_card_reaches_a_local_server_with_its_token(tmp_path):
+    """The card as the README writes it, only its port changed to a scripted server's."""
+    from openai_server import Script, serve
+
+    script = Script()
+    server, url = serve(script)
+    try:
+        card = tmp_path / "served-teacher.yaml"
+        card.write_text(_readme_card("served-teacher.yaml").replace("http://localhost:8080/v1", url))
+        assert card.read_text() != _readme_card("served-teacher.yaml")
+        recipe = tmp_path / "r.yaml"
+        recipe.write_text("teacher: served-teacher.yaml\ndata: [{card: arithmetic, limit: 3}]\ngenerate: {n: 1}\n")
+        result = run_cli("generate", "--recipe", recipe, "--out", tmp_path / "run",
+                         env={"TEACHER_API_TOKEN": "sk-readme-test"})
+        assert result.returncode == 0, result.stderr
+        assert script.authorization == ["Bearer sk-readme-test"] * 3
+        assert all(body["stream"] and body["model"] == "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"
+                   for body in script.requests)
+        assert "sk-readme-test" not in "".join(p.read_text(errors="ignore") for p in (tmp_path / "run").rglob("*")
+                                               if p.is_file())
+        missing = run_cli("generate", "--recipe", recipe, "--out", tmp_path / "run2", env={"TEACHER_API_TOKEN": ""})
+        assert missing.returncode != 0 and "TEACHER_API_TOKEN" in missing.stderr
+    finally:
+        server.shutdown()
+
+
+def test_the_readmes_vllm_teacher_card_is_a_valid_card(tmp_path):
+    from distill.config import TeacherCard
+    from distill.recipes import build, parse_yaml
+
+    card = build(TeacherCard, {"name": "mine", **parse_yaml(_readme_card("my-teacher.yaml"))}, "README")
+    assert card.backend == "vllm" and card.engine == {"max_model_len": 17408} and card.sampling.max_tokens == 16384

@@ -60,6 +60,7 @@ def engine_args(teacher: TeacherCard, path: str, kwargs: dict, seed: int, on_cpu
     args = {"model": path, "seed": seed, **kwargs, **teacher.engine}
     if teacher.dtype != "auto":
         args.setdefault("dtype", teacher.dtype)
+    args.setdefault("use_tqdm_on_load", False)  # a bar per weight file, in every log; our lines say it
     if on_cpu:
         args.setdefault("enable_chunked_prefill", False)
     return args
@@ -97,8 +98,8 @@ def open_backend(teacher: TeacherCard, settings: GenSettings):
         args["tokenizer"] = models.tokenizer_source(path, settings.adapter)
         lora = LoRARequest("adapter", 1, settings.adapter)
     started = time.monotonic()
-    console.print(f"  starting vLLM on {path}" + (f" + adapter {settings.adapter}" if settings.adapter else "")
-                  + " (loads weights, profiles memory; about half a minute on a CPU)")
+    console.print(f"  starting vLLM for {teacher.name}" + (" and its adapter" if settings.adapter else "")
+                  + " (weights, memory profile: about 30 s on a CPU)")
     try:
         llm = LLM(**args)
     except TypeError as e:  # an `engine` key this vLLM does not know

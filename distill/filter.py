@@ -37,7 +37,7 @@ from .filterwork import KEYS, messages_for  # noqa: F401 - messages_for: part of
 from .prompting import split_think
 from .report import CANDIDATES, INPUTS, PASS1, REJECTED, build_report, prepare_plots, print_report, write_plots  # noqa: F401 - print_report is the CLI's
 from .select import choose, cutoffs, pass_rates
-from .ui import console, plural
+from .ui import Countdown, console, plural
 
 STAGE = "filtered"
 # filter settings that only change how fast it runs, not what it keeps
@@ -336,6 +336,8 @@ def _first_pass(files: list[Path], todo: list[int], pass1: Path, cfg: FilterConf
     if contamination is not None:
         console.print(f"  decontaminating against {plural(contamination.problems, 'benchmark problem')} "
                       f"({', '.join(s.card.name for s in cfg.decontaminate)}), {cfg.decontaminate_ngram}-grams")
+    clock = Countdown(len(todo), "files")
+
     def taken(index: int) -> bool:  # a process with the same settings got here first
         return index in shards.done(pass1) or shards.is_complete(pass1.parent)
 
@@ -349,7 +351,7 @@ def _first_pass(files: list[Path], todo: list[int], pass1: Path, cfg: FilterConf
                 filterwork.run_job(job.fn, job.args, job.start, job.stop, answers.append)
                 for row, value in zip(range(job.start, job.stop), [a for a in answers if not isinstance(a, float)]):
                     work.answer(row, value)
-            _written(work, *filterwork.write_file(*work.write_args(pass1, cfg)), pass1)
+            _written(work, *filterwork.write_file(*work.write_args(pass1, cfg)), pass1, clock)
         return
     from .verify.pool import Job, VerifyPool
 
@@ -391,7 +393,7 @@ def _first_pass(files: list[Path], todo: list[int], pass1: Path, cfg: FilterConf
                     raise UserError(value)
                 if isinstance(value, verify.Verdict):
                     raise RuntimeError(f"writing the filter's pass-1 shards for {work.path} failed ({value.reason})")
-                _written(work, *value, pass1)
+                _written(work, *value, pass1, clock)
                 continue
             work = in_flight.get(key)
             if work is None:  # a late answer for a file that failed
@@ -411,9 +413,9 @@ def _first_pass(files: list[Path], todo: list[int], pass1: Path, cfg: FilterConf
         raise RuntimeError(f"the verifier pool returned no verdict for {missing} rows")
 
 
-def _written(work: _File, candidates: int, rejected: int, pass1: Path) -> None:
+def _written(work: _File, candidates: int, rejected: int, pass1: Path, clock: Countdown) -> None:
     shards.mark_done(pass1, work.index)
-    console.print(f"  {work.path.name}: {candidates} verified and selected, {rejected} rejected")
+    console.print(f"  {clock.tick()} · {work.path.name}: {candidates} kept, {rejected} rejected")
 
 
 # ---------------------------------------------------------------- pass 2: across files

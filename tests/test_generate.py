@@ -208,9 +208,12 @@ def test_progress_counts_tokens_before_any_sample_finishes(monkeypatch):
     progress.sample(500, key=("r", 0))  # finished: its partial count is replaced, not added
     progress.sample(500, key=("r", 1))
     progress.discard(("r", 2))  # a failed attempt's tokens no longer count
-    assert progress.tokens == 1000 and progress._live == {("r", 3): 250}
+    assert progress.tokens == 1000 and progress._live == {("r", 3): (250, 1)}
     # mean 500 a sample: 126 left × 500 − 250 running, at 125 tok/s
     assert progress.eta() == ui.duration((126 * 500 - 250) / 125)
+    # running samples already longer than the finished mean: they set the expected length
+    progress.partial(("r", 3), 900)
+    assert progress.eta() == ui.duration((126 * 900 - 900) / ((1000 + 900) / 10))
     progress.retry("429")
     progress.set_budget(5.0, 1.0, True)
     narrow = progress.line(40)

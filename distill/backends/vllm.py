@@ -66,13 +66,14 @@ def engine_args(teacher: TeacherCard, path: str, kwargs: dict, seed: int, on_cpu
     return args
 
 
-def _live_tokens(engine) -> int | None:
-    """Tokens generated so far by the requests still running. The offline API returns a request
+def _live_tokens(engine) -> tuple[int, int] | None:
+    """Tokens generated so far by the requests still running, and how many run. The offline API returns a request
     only when it finishes (FINAL_ONLY), so a long trace would show no speed for minutes; this
     reads the output processor's per-request state instead. It is vLLM's internal state: where
     a version lays it out otherwise, the progress line counts finished samples only."""
     try:
-        return sum(state.detokenizer.num_output_tokens() for state in engine.output_processor.request_states.values())
+        states = list(engine.output_processor.request_states.values())
+        return sum(state.detokenizer.num_output_tokens() for state in states), len(states)
     except AttributeError:
         return None
 
@@ -199,7 +200,7 @@ def open_backend(teacher: TeacherCard, settings: GenSettings):
                 if live is not None and time.monotonic() >= next_live:  # a few times a second is enough
                     live = _live_tokens(engine)
                     if live is not None:
-                        progress.partial("vllm", live)
+                        progress.partial("vllm", *live)
                     next_live = time.monotonic() + 0.25
         finally:
             for entry in pending.values():

@@ -130,10 +130,11 @@ class GenProgress:
         return retries, errors
 
     def eta(self) -> str:
-        """Time left from the token rate. Every sample not finished is expected to be as long as
-        the finished ones on average, or as the running ones already are when that is longer (the
-        short answers finish first); the tokens still to come are that, less what the running
-        samples have. Before any sample finishes, `max_tokens` bounds it: "ETA ≤…"."""
+        """Time left from the token rate. A sample not started is expected to be as long as the
+        finished ones on average, or as the running ones already are when that is longer (short
+        answers finish first); a running one to reach that mean, and at least to double what it
+        has (without that, running samples past the mean would read as done), within max_tokens.
+        Before any sample finishes, `max_tokens` bounds it: "ETA ≤…"."""
         with self._lock:
             live = sum(tokens for tokens, _ in self._live.values())
             running = sum(count for _, count in self._live.values())
@@ -148,8 +149,12 @@ class GenProgress:
             return "?"
         if not finished:
             return "≤" + duration(max(left * self.max_tokens - live, 0) / rate)
-        mean = max(tokens / finished, live / running if running else 0.0)
-        return duration(max(left * mean - live, 0) / rate)
+        mean = tokens / finished
+        queued = max(left - running, 0) * max(mean, live / running if running else 0.0)
+        to_come = max(running * mean - live, live)
+        if self.max_tokens:
+            to_come = min(to_come, running * self.max_tokens - live)
+        return duration((queued + max(to_come, 0)) / rate)
 
     def parts(self) -> list[str]:
         """The line's fields, most important first (a narrow line keeps the first ones)."""

@@ -209,11 +209,14 @@ def test_progress_counts_tokens_before_any_sample_finishes(monkeypatch):
     progress.sample(500, key=("r", 1))
     progress.discard(("r", 2))  # a failed attempt's tokens no longer count
     assert progress.tokens == 1000 and progress._live == {("r", 3): (250, 1)}
-    # mean 500 a sample: 126 left × 500 − 250 running, at 125 tok/s
-    assert progress.eta() == ui.duration((126 * 500 - 250) / 125)
-    # running samples already longer than the finished mean: they set the expected length
+    # mean 500 a sample: 125 not started × 500, the running one to 500 (250 more), at 125 tok/s
+    assert progress.eta() == ui.duration((125 * 500 + 250) / 125)
+    # a running sample past the finished mean: it is expected to double (within max_tokens), and
+    # the samples not started to be as long as it is
     progress.partial(("r", 3), 900)
-    assert progress.eta() == ui.duration((126 * 900 - 900) / ((1000 + 900) / 10))
+    assert progress.eta() == ui.duration((125 * 900 + 100) / ((1000 + 900) / 10))
+    progress.partial(("r", 3), 400)
+    assert progress.eta() == ui.duration((125 * 500 + 400) / ((1000 + 400) / 10))
     progress.retry("429")
     progress.set_budget(5.0, 1.0, True)
     narrow = progress.line(40)

@@ -31,7 +31,7 @@ from .benchmarks import Benchmark
 from .config import BenchmarkOptions, DatasetCard, EvalConfig, PromptTemplate, R1_USER_TEMPLATE, TeacherCard
 from .errors import ConfigError, UserError
 from .evalmodel import EvalModel
-from .ui import LINE, console, live_progress, plural
+from .ui import console, live_progress, plural
 
 EVAL = "eval"
 SCORED = "scored.parquet"
@@ -216,7 +216,7 @@ def _run_backend(p: EvalPlan, out: Path, work: dict, teacher: str, configs: dict
             write_shard(out / EVAL / bench.name, index, out_rows, rows, bench.n)
             with lock:
                 head = f"  {bench.name} shard {index + 1} written · "
-                console.print(head + progress.line(LINE - len(head)))
+                console.print(progress.report(head))
 
         keep = _Journals(out, work, configs)
         try:

@@ -13,7 +13,7 @@ from . import backends, journal, models, runfolder, schema, shards
 from .config import Recipe
 from .errors import ConfigError, UserError
 from .sources import load_prompts
-from .ui import LINE, console, live_progress, plural
+from .ui import console, live_progress, plural
 
 STAGE = "traces"
 STATS = "_stats"  # _stats.RANK.json: retries and errors, summed over every run of that rank
@@ -128,7 +128,7 @@ def _generate(recipe: Recipe, out: Path, rank: int, world_size: int) -> dict:
                     written["shards"] += 1
                     _save_stats(stage, rank, progress, _usage(samples))
                     head = f"  shard {index + 1}/{len(plan)} written · "
-                    console.print(head + progress.line(LINE - len(head)))
+                    console.print(progress.report(head))
 
             keep = journal.Journals(stage, gen_config, rank)
             work = ((i, plan[i]) for i in todo)

@@ -161,18 +161,14 @@ class GenProgress:
         elapsed = max(time.monotonic() - self.start, 1e-9)
         with self._lock:
             generated = self.tokens + sum(tokens for tokens, _ in self._live.values())
-        parts = [
-            f"ETA {self.eta()}",
-            f"{self.samples}/{self.samples_total} samples",
-            f"{generated / elapsed:,.0f} tok/s",
-            f"{duration(elapsed)} elapsed",
-        ]
+        parts = [f"ETA {self.eta()}", f"{self.samples}/{self.samples_total} samples"]
+        if self.priced:  # money before speed
+            parts.append(f"cost {self.spent_line()}")
+        parts += [f"{generated / elapsed:,.0f} tok/s", f"{duration(elapsed)} elapsed"]
         if self.truncated:
             parts.append(f"truncated {100 * self.truncated / self.samples:.1f}%")
         if self.errors:
             parts.append(f"errors {self.errors}")
-        if self.priced:
-            parts.append(f"cost {self.spent_line()}")
         if self.retries:
             parts.append("retries " + ", ".join(f"{k}×{v}" for k, v in sorted(self.retries.items())))
         if self.rate:
@@ -187,14 +183,26 @@ class GenProgress:
     def line(self, width: int | None = None) -> str:
         """The fields joined; with `width`, only as many leading fields as fit in it."""
         parts = self.parts()
-        if width is None:
-            return " · ".join(parts)
-        text = parts[0]
-        for part in parts[1:]:
-            if len(text) + 3 + len(part) > width:
-                break
-            text += " · " + part
-        return text
+        return " · ".join(parts) if width is None else _wrap(parts, width, width)[0]
+
+    def report(self, head: str = "  ") -> str:
+        """For a log: `head`, then every field, in lines of at most LINE columns (the first line
+        is the terminal's line; retries, pacing and the rest follow, indented)."""
+        lines = _wrap(self.parts(), LINE - len(head), LINE - 6)
+        return "\n".join([head + lines[0]] + ["      " + line for line in lines[1:]])
+
+
+def _wrap(parts: list[str], first: int, rest: int) -> list[str]:
+    """Fields joined with " · " into lines of at most `first`, then `rest`, characters; a field
+    never split, the first line gets the leading fields."""
+    lines, width = [parts[0]], first
+    for part in parts[1:]:
+        if len(lines[-1]) + 3 + len(part) <= width:
+            lines[-1] += " · " + part
+        else:
+            lines.append(part)
+            width = rest
+    return lines
 
 
 def _pacing(rate: dict) -> str:
@@ -224,7 +232,7 @@ def live_progress(prompts_total: int, samples_total: int, max_tokens: int | None
 
     def log() -> None:
         while not stop.wait(log_every):
-            console.print(f"  {progress.line(LINE - 2)}")
+            console.print(progress.report())
 
     thread = threading.Thread(target=log, daemon=True)
     thread.start()

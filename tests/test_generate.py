@@ -221,7 +221,12 @@ def test_progress_counts_tokens_before_any_sample_finishes(monkeypatch):
     progress.set_budget(5.0, 1.0, True)
     narrow = progress.line(40)
     assert len(narrow) <= 40 and narrow.startswith("ETA ") and "samples" in narrow
-    assert "retries 429×1" in progress.line()  # the full line (logs) keeps every field
+    assert "retries 429×1" in progress.line()  # the full line keeps every field
+    progress.pacing(rpm=300, concurrency=2, max_concurrency=4)
+    report = progress.report("  shard 3/64 written · ").splitlines()
+    assert len(report) >= 2 and all(len(line) <= 80 for line in report)  # a log keeps every field too
+    assert report[0].startswith("  shard 3/64 written · ETA ") and "retries 429×1" in "".join(report)
+    assert "rpm ≤300" in "".join(report) and report[1].startswith("      ")
 
 
 def test_transformers_backend_reports_tokens_each_decoding_step(tmp_path, tiny_recipe, monkeypatch):

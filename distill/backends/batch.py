@@ -24,7 +24,7 @@ import time
 from .. import shards
 from ..config import TeacherCard
 from ..errors import ConfigError, UserError
-from ..ui import LINE, console, plural
+from ..ui import console, plural
 from . import GenSettings, prompt_seed
 
 ENDPOINT = "/v1/chat/completions"
@@ -138,7 +138,7 @@ def open_batch(teacher: TeacherCard, settings: GenSettings, endpoint, keys: list
                     if seen_status.get(b["id"]) != said:
                         seen_status[b["id"]] = said
                         head = f"  batch {b['id']}: {said} · "
-                        console.print(head + progress.line(LINE - len(head)))
+                        console.print(progress.report(head))
                     if batch.status in LIVE:
                         continue
                     if batch.status == "failed" and not batch.output_file_id and not batch.error_file_id:

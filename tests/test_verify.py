@@ -175,7 +175,7 @@ def test_a_row_of_a_range_whose_worker_is_killed_is_retried_then_crashed(tmp_pat
 def test_repetition_share_in_numpy_equals_the_plain_definition():
     import random
 
-    from distill.verify.repetition import repeated_share, repeated_share_exact, repeated_share_numpy
+    from distill.verify.repetition import repeated_share, repeated_share_exact, repeated_share_numpy, repeats_above
 
     rng = random.Random(0)
     vocabulary = ["the", "sum", "x", "=", "3", "Wait,", "let", "me", "check", "é", "\\frac{1}{2}", "∑", "每天", "ab", "ba"]
@@ -194,6 +194,8 @@ def test_repetition_share_in_numpy_equals_the_plain_definition():
                 assert repeated_share_numpy("", n) == repeated_share_numpy(" \n", n) == 0.0
             exact = repeated_share_exact(text, n)
             assert repeated_share_numpy(text, n) == exact and repeated_share(text, n) == exact, (trial, n)
+            for threshold in (0.0, 0.05, 0.2, 0.5):  # judged on signatures first, exactly when that is not enough
+                assert repeats_above(text, n, threshold) == (exact > threshold), (trial, n, threshold)
 
 
 def test_letters_per_script_counted_as_one_regex_pass_per_script_counts_them():
@@ -207,9 +209,12 @@ def test_letters_per_script_counted_as_one_regex_pass_per_script_counts_them():
 
     pieces = ["plain ASCII reasoning, x = 3 ", "with × and − and α, π, é, ñ ", "mixed 每天 in", "Сначала ", "ثم", "שלום",
               "नमस्ते", "สวัสดี", "カタカナ", "한국어", "fullwidth Ａ ", "∑∫√", "emoji 🙂 ", "中a中", " a ", "\\frac{a}{b} ",
-              "\\alpha", "ºª", "\ud800"]
+              "\\alpha", "ºª", "\ud800",
+              # single letters beside every kind of neighbour `\\b` tells apart
+              "x²", "_y", "3z", "a×b", "πr", "\\\\q", "\\x1", "ⅷc", "é", "q", "\\", "a", "-", "b\\c",
+              "🙂d", "e🙂", "𠀀f𠀀", "\ud800g"]
     rng = random.Random(1)
-    for trial in range(300):
+    for trial in range(1000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
         counts = by_regex(text)
         assert script_counts(text) == counts, text

@@ -97,15 +97,22 @@ def _non_ascii_numbers(data: bytes):
 
 
 def _chars_from(at, leads):
-    """The code points of the UTF-8 characters whose first bytes are at `leads` of `at`."""
+    """The code points of the UTF-8 characters whose first bytes are at `leads` of `at` (at
+    most U+10FFFF: a position that is no first byte gives some code point, never an error)."""
     import numpy as np
 
     last = len(at) - 1
     b0, b1, b2, b3 = (at[np.minimum(leads + k, last)].astype(np.int64) for k in range(4))
-    return np.select(
+    points = np.select(
         [b0 < 0x80, b0 < 0xE0, b0 < 0xF0],
         [b0, (b0 & 0x1F) << 6 | (b1 & 0x3F), (b0 & 0x0F) << 12 | (b1 & 0x3F) << 6 | (b2 & 0x3F)],
         (b0 & 0x07) << 18 | (b1 & 0x3F) << 12 | (b2 & 0x3F) << 6 | (b3 & 0x3F))
+    return np.minimum(points, 0x10FFFF)
+
+
+# per byte beside a letter: 0 a non-word ASCII character, 1 an ASCII word character (a digit
+# or "_"; never a letter, as runs of letters are maximal), 2 a byte of a non-ASCII character
+_BESIDE = bytes(1 if chr(c).isdigit() or c == 0x5F else 0 for c in range(128)) + b"\x02" * 128
 
 
 def _ascii_letters_kept(data: bytes) -> int:
@@ -117,40 +124,32 @@ def _ascii_letters_kept(data: bytes) -> int:
     letter beside each of its letters; a text's ends count as non-word). Everything else stays."""
     import numpy as np
 
-    at = np.frombuffer(data, dtype=np.uint8)
-    if not len(at):
-        return 0
+    padded = b" " + data + b" "  # beyond either end: a non-word character, as to `\\b`
+    at = np.frombuffer(padded, dtype=np.uint8)
     letter = ((at | 0x20) - np.uint8(0x61)) < 26  # below 'a' wraps round; a non-ASCII byte stays >= 0x80
     bounds = np.flatnonzero(letter[1:] != letter[:-1]) + 1
-    if letter[0]:
-        bounds = np.concatenate(([0], bounds))
-    if letter[-1]:
-        bounds = np.concatenate((bounds, [len(at)]))
     starts, ends = bounds[0::2], bounds[1::2]
     lengths = ends - starts
-    space = np.uint8(0x20)  # what stands beyond either end: a non-word character
-    before = np.where(starts > 0, at[starts - 1], space)
-    command = before == 0x5C
+    command = at[starts - 1] == 0x5C
     singles = np.flatnonzero((lengths == 1) & ~command)
-    starts, ends, before = starts[singles], ends[singles], before[singles]
-    after = np.where(ends < len(at), at[np.minimum(ends, len(at) - 1)], space)
-
-    def ascii_word(c):  # a digit or "_"; never an ASCII letter here: the runs are maximal
-        return ((c - np.uint8(0x30)) < 10) | (c == 0x5F)
-
-    blanked = ~ascii_word(before) & ~ascii_word(after)
-    # a non-ASCII neighbour (é, 中, ², or × which is no word character) is decoded and looked up:
-    # after the letter its first byte, before it its last one (its first is 1 to 3 bytes back,
-    # the one at or above 0xC0)
-    wide = np.flatnonzero(blanked & (after >= 0x80))
-    if len(wide):  # most texts have none: skip the fixed cost of the lookups
-        blanked[wide] = ~_classify(_chars_from(at, ends[wide]))[1]
-    wide = np.flatnonzero(blanked & (before >= 0x80))
+    starts, ends = starts[singles], ends[singles]
+    beside = np.frombuffer(padded.translate(_BESIDE), dtype=np.uint8)
+    before, after = beside[starts - 1], beside[ends]
+    either = before | after
+    blanked = either == 0
+    # no ASCII word character beside it but a non-ASCII one (é, 中, ², or × which is no word
+    # character): those characters are decoded and looked up, both sides at once (a side that
+    # is ASCII is decoded too, and its answer dropped); after the letter its first byte, before
+    # it its last one (its first is 1 to 3 bytes back, the one at or above 0xC0)
+    wide = np.flatnonzero(either == 2)
     if len(wide):
         lead = starts[wide] - 2
         for back in (3, 4):
             lead = np.where(at[lead] >= 0xC0, lead, starts[wide] - back)
-        blanked[wide] = ~_classify(_chars_from(at, lead))[1]
+        word = _classify(_chars_from(at, np.concatenate((lead, ends[wide]))))[1]
+        sides = np.concatenate((before[wide], after[wide])) == 2
+        word = (word & sides).reshape(2, -1)
+        blanked[wide] = ~(word[0] | word[1])
     return int(lengths.sum() - lengths[command].sum() - np.count_nonzero(blanked))
 
 

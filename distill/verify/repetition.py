@@ -55,8 +55,7 @@ def _powers(base: int, count: int):
         size = max(count, 1 << 16, 2 * (0 if have is None else len(have)))
         powers = np.full(size, base, dtype=np.uint64)
         powers[0] = 1
-        with np.errstate(over="ignore"):
-            have = _POWERS[base] = np.cumprod(powers, dtype=np.uint64)  # wraps modulo 2**64, as meant
+        have = _POWERS[base] = np.cumprod(powers, dtype=np.uint64)  # wraps modulo 2**64, as meant (no warning on arrays)
     return have[:count]
 
 
@@ -72,25 +71,18 @@ def _words(text: str):
     in them."""
     import numpy as np
 
-    import numpy as np
-
-    if text.isascii():  # a byte a character, classified by one C pass
-        values = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
-        inside = np.frombuffer(text.encode("ascii").translate(_INSIDE), dtype=bool)
+    padded = f" {text} "  # a space at either end: every word has two boundaries, found alike
+    if padded.isascii():  # a byte a character, classified by one C pass
+        data = padded.encode("ascii")
+        values = np.frombuffer(data, dtype=np.uint8)
+        inside = np.frombuffer(data.translate(_INSIDE), dtype=bool)
     else:  # UTF-16 code units (half the memory of code points), classified by one lookup
-        values = np.frombuffer(text.encode("utf-16-le", "surrogatepass"), dtype=np.uint16)
+        values = np.frombuffer(padded.encode("utf-16-le", "surrogatepass"), dtype=np.uint16)
         inside = np.take(_inside_units(), values)
-    if not len(inside):
-        nothing = np.zeros(0, dtype=np.intp)
-        return values, nothing, nothing
-    # word boundaries: where inside flips, plus the ends when a word touches them; they
-    # alternate start, end, start, …
-    bounds = np.flatnonzero(inside[1:] != inside[:-1]) + 1
-    if inside[0]:
-        bounds = np.concatenate(([0], bounds))
-    if inside[-1]:
-        bounds = np.concatenate((bounds, [len(inside)]))
-    return values, bounds[0::2], bounds[1::2]
+    # where inside flips between padded[k] and padded[k + 1]: k is where a word starts or ends
+    # in the text itself; they alternate start, end, start, …
+    bounds = np.flatnonzero(inside[1:] != inside[:-1])
+    return values[1:-1], bounds[0::2], bounds[1::2]
 
 
 def _share(words, n: int) -> float:
@@ -99,9 +91,8 @@ def _share(words, n: int) -> float:
 
     prefix, inverse = _prefix_hashes(words, GRAM_BASE)
     count = len(words) - n + 1
-    with np.errstate(over="ignore"):
-        # each n-gram hashed like a word over its words' hashes: a few passes whatever n is
-        grams = (prefix[n:] - prefix[:count]) * inverse[:count]
+    # each n-gram hashed like a word over its words' hashes: a few passes whatever n is
+    grams = (prefix[n:] - prefix[:count]) * inverse[:count]
     grams.sort()
     distinct = 1 + int(np.count_nonzero(grams[1:] != grams[:-1]))
     return 1.0 - distinct / count
@@ -111,21 +102,19 @@ def _word_hashes(values, starts, ends):
     import numpy as np
 
     prefix, inverse = _prefix_hashes(values, WORD_BASE)
-    with np.errstate(over="ignore"):
-        # a word's hash, the same wherever it stands: its span of the prefix sums, shifted back
-        return (prefix[ends] - prefix[starts]) * inverse[starts]
+    # a word's hash, the same wherever it stands: its span of the prefix sums, shifted back
+    return (prefix[ends] - prefix[starts]) * inverse[starts]
 
 
 def _word_signatures(values, starts, ends):
-    """Each word's length, first and last number (byte or code unit) in one integer: a function
-    of the word, so n-grams of signatures repeat at least wherever n-grams of words do; it costs
-    a few passes over the words instead of the hashes' passes over every character."""
+    """Each word's length and first number (byte or code unit) in one integer: a function of
+    the word, so n-grams of signatures repeat at least wherever n-grams of words do; it costs a
+    few passes over the words instead of the hashes' passes over every character."""
     import numpy as np
 
     signatures = np.subtract(ends, starts).view(np.uint64)
-    signatures <<= np.uint64(32)
-    signatures |= np.left_shift(values[starts], 16, dtype=np.uint64)
-    signatures |= values[ends - 1]
+    signatures <<= np.uint64(16)
+    signatures |= values[starts]
     return signatures
 
 
@@ -157,8 +146,7 @@ def _prefix_hashes(values, base: int):
     import numpy as np
 
     prefix = np.zeros(len(values) + 1, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        np.cumsum(np.multiply(values, _powers(base, len(values)), dtype=np.uint64), dtype=np.uint64, out=prefix[1:])
+    np.cumsum(np.multiply(values, _powers(base, len(values)), dtype=np.uint64), dtype=np.uint64, out=prefix[1:])
     return prefix, _powers(_INVERSE[base], len(values))
 
 

@@ -5,10 +5,15 @@ repeat an earlier one; looping generations score far above reasoning that merely
 formula. Texts shorter than a few n-grams are not judged.
 
 R1 reasoning runs to 100 KB a row, so the words are never made into Python strings: the text's
-bytes (ASCII) or UTF-16 code units go into numpy, each word (a run between
-`str.split()`'s whitespace) gets a 64-bit polynomial hash from prefix sums, each n-gram the
-same kind of hash over its words' hashes, and the distinct n-grams are counted by sorting (`repeated_share_exact` is the plain definition it equals: a
-hash collision, about one chance in 10^10 for a 100 KB row, would count one n-gram as repeated).
+bytes (ASCII) or UTF-16 code units go into numpy and the words (runs between `str.split()`'s
+whitespace) are found by one lookup and one comparison pass. A long text is first judged on
+its words' signatures (length and first character): n-grams of signatures repeat wherever
+n-grams of words do, so a share of repeated signature n-grams at or below the threshold settles
+it for a few passes over the words. Otherwise each word gets a 64-bit polynomial hash from
+prefix sums over its characters, each n-gram the same kind of hash over its words' values, and
+the distinct n-grams are counted by sorting (`repeated_share_exact` is the plain definition it
+equals: a hash collision, about one chance in 10^10 for a 100 KB row, would count one n-gram
+as repeated).
 """
 
 from __future__ import annotations
@@ -99,8 +104,6 @@ def _share(words, n: int) -> float:
 
 
 def _word_hashes(values, starts, ends):
-    import numpy as np
-
     prefix, inverse = _prefix_hashes(values, WORD_BASE)
     # a word's hash, the same wherever it stands: its span of the prefix sums, shifted back
     return (prefix[ends] - prefix[starts]) * inverse[starts]

@@ -212,7 +212,7 @@ def test_letters_per_script_counted_as_one_regex_pass_per_script_counts_them():
               "\\alpha", "ºª", "\ud800",
               # single letters beside every kind of neighbour `\\b` tells apart
               "x²", "_y", "3z", "a×b", "πr", "\\\\q", "\\x1", "ⅷc", "é", "q", "\\", "a", "-", "b\\c",
-              "🙂d", "e🙂", "𠀀f𠀀", "\ud800g"]
+              "🙂d", "e🙂", "𠀀f𠀀", "\ud800g", "\ud840", "\udc00", "\ud840h\udc00"]
     rng = random.Random(1)
     for trial in range(1000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))

@@ -178,7 +178,8 @@ def test_repetition_share_in_numpy_equals_the_plain_definition():
     from distill.verify.repetition import repeated_share, repeated_share_exact, repeated_share_numpy, repeats_above
 
     rng = random.Random(0)
-    vocabulary = ["the", "sum", "x", "=", "3", "Wait,", "let", "me", "check", "é", "\\frac{1}{2}", "∑", "每天", "ab", "ba"]
+    vocabulary = ["the", "sum", "x", "=", "3", "Wait,", "let", "me", "check", "é", "\\frac{1}{2}", "∑", "每天", "ab", "ba",
+                  "\x00", "\x00\x00", "a\x00", "a"]  # NULs: a word of zeros is not the empty sum
     # every kind of whitespace str.split() knows, ASCII and not, runs of it, and none at the ends
     spaces = [" ", "\n", "\t", "  ", "\r\n", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\xa0", "\u2003", "\u3000", "\u2029"]
     for trial in range(300):

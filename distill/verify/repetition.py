@@ -104,9 +104,14 @@ def _share(words, n: int) -> float:
 
 
 def _word_hashes(values, starts, ends):
+    import numpy as np
+
     prefix, inverse = _prefix_hashes(values, WORD_BASE)
-    # a word's hash, the same wherever it stands: its span of the prefix sums, shifted back
-    return (prefix[ends] - prefix[starts]) * inverse[starts]
+    # a word's hash, the same wherever it stands: its span of the prefix sums, shifted back;
+    # plus its length, or a trailing NUL (value 0) would add nothing ("a" and "a\0")
+    hashes = (prefix[ends] - prefix[starts]) * inverse[starts]
+    hashes += np.subtract(ends, starts).view(np.uint64) * np.uint64(GRAM_BASE)
+    return hashes
 
 
 def _word_signatures(values, starts, ends):

@@ -175,10 +175,11 @@ def test_a_row_of_a_range_whose_worker_is_killed_is_retried_then_crashed(tmp_pat
 def test_repetition_share_in_numpy_equals_the_plain_definition():
     import random
 
-    from distill.verify.repetition import repeated_share, repeated_share_exact, repeated_share_numpy
+    from distill.verify.repetition import repeated_share, repeated_share_exact, repeated_share_numpy, repeats_above
 
     rng = random.Random(0)
-    vocabulary = ["the", "sum", "x", "=", "3", "Wait,", "let", "me", "check", "é", "\\frac{1}{2}", "∑", "每天", "ab", "ba"]
+    vocabulary = ["the", "sum", "x", "=", "3", "Wait,", "let", "me", "check", "é", "\\frac{1}{2}", "∑", "每天", "ab", "ba",
+                  "\x00", "\x00\x00", "a\x00", "a"]  # NULs: a word of zeros is not the empty sum
     # every kind of whitespace str.split() knows, ASCII and not, runs of it, and none at the ends
     spaces = [" ", "\n", "\t", "  ", "\r\n", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\xa0", "\u2003", "\u3000", "\u2029"]
     for trial in range(300):
@@ -194,6 +195,8 @@ def test_repetition_share_in_numpy_equals_the_plain_definition():
                 assert repeated_share_numpy("", n) == repeated_share_numpy(" \n", n) == 0.0
             exact = repeated_share_exact(text, n)
             assert repeated_share_numpy(text, n) == exact and repeated_share(text, n) == exact, (trial, n)
+            for threshold in (0.0, 0.05, 0.2, 0.5):  # judged on signatures first, exactly when that is not enough
+                assert repeats_above(text, n, threshold) == (exact > threshold), (trial, n, threshold)
 
 
 def test_letters_per_script_counted_as_one_regex_pass_per_script_counts_them():
@@ -207,10 +210,50 @@ def test_letters_per_script_counted_as_one_regex_pass_per_script_counts_them():
 
     pieces = ["plain ASCII reasoning, x = 3 ", "with × and − and α, π, é, ñ ", "mixed 每天 in", "Сначала ", "ثم", "שלום",
               "नमस्ते", "สวัสดี", "カタカナ", "한국어", "fullwidth Ａ ", "∑∫√", "emoji 🙂 ", "中a中", " a ", "\\frac{a}{b} ",
-              "\\alpha", "ºª", "\ud800"]
+              "\\alpha", "ºª", "\ud800",
+              # single letters beside every kind of neighbour `\\b` tells apart
+              "x²", "_y", "3z", "a×b", "πr", "\\\\q", "\\x1", "ⅷc", "é", "q", "\\", "a", "-", "b\\c",
+              "🙂d", "e🙂", "𠀀f𠀀", "\ud800g", "\ud840", "\udc00", "\ud840h\udc00"]
     rng = random.Random(1)
-    for trial in range(300):
+    for trial in range(1000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
         counts = by_regex(text)
         assert script_counts(text) == counts, text
         assert has_foreign_letters(text) == any(v for k, v in counts.items() if k != "latin"), text
+
+
+def test_language_and_repetition_on_random_code_points_equal_the_plain_definitions():
+    """Random text from every plane the checks treat apart (controls, Latin-1, Greek to Thai,
+    spaces and math symbols, CJK, Hangul, lone surrogates, emoji, CJK beyond the BMP), some of
+    it looping: the numpy counts equal the plain definitions."""
+    import random
+
+    from distill.verify.language import _NOT_LANGUAGE, _patterns, has_foreign_letters, script_counts
+    from distill.verify.repetition import repeated_share_exact, repeated_share_numpy, repeats_above
+
+    ranges = [(0x0, 0x20), (0x80, 0x250), (0x370, 0x700), (0x900, 0x980), (0xE00, 0xE80), (0x2000, 0x2070),
+              (0x2200, 0x2300), (0x3000, 0x3100), (0x4E00, 0x4F00), (0xAC00, 0xAC80), (0xD800, 0xE000),
+              (0xFF00, 0xFFF0), (0x1F600, 0x1F650), (0x20000, 0x20100)]
+    rng = random.Random(2)
+    for trial in range(600):
+        chars = []
+        for _ in range(rng.choice([0, 1, 5, 50, 500, 3000])):
+            r = rng.random()
+            if r < 0.55:
+                chars.append(rng.choice("abcdefghijklmnopqrstuvwxyzABCXYZ"))
+            elif r < 0.7:
+                chars.append(rng.choice(" \n\t\\_0123456789{}$"))
+            else:
+                low, high = rng.choice(ranges)
+                chars.append(chr(rng.randrange(low, high)))
+        text = "".join(chars)
+        if trial % 4 == 0:  # a loop in front
+            text = " ".join(text.split()[:20] * rng.randint(1, 30)) + text
+        blanked = _NOT_LANGUAGE.sub(" ", text)
+        counts = {name: len(p.findall(blanked)) for name, p in _patterns()[0].items()}
+        assert script_counts(text) == counts, trial
+        assert has_foreign_letters(text) == any(v for k, v in counts.items() if k != "latin"), trial
+        for n in (2, 10):
+            exact = repeated_share_exact(text, n)
+            assert repeated_share_numpy(text, n) == exact, (trial, n)
+            assert all(repeats_above(text, n, t) == (exact > t) for t in (0.0, 0.1, 0.2, 0.5)), (trial, n)

@@ -18,6 +18,26 @@ from .pool import Job, write_frame
 
 logging.getLogger("math_verify").setLevel(logging.CRITICAL)
 
+
+def _warm() -> None:
+    """Do once here, in the forkserver before any worker forks, what each worker would
+    otherwise pay for on its first rows: pyarrow imports pandas the first time it converts a
+    Python list (0.3 s; a worker writes its files' shards from lists), math-verify imports parts
+    of sympy on its first parse and verify, and sympy's simplify() imports sympy.physics on its
+    first call (0.3 s). The verdicts math-verify caches here are pure functions of their strings."""
+    import pyarrow as pa
+    import pyarrow.compute  # noqa: F401 - the shards are built with it
+    from math_verify import parse, verify
+    from sympy import Symbol, simplify
+
+    pa.array([0])
+    verify(parse("$x^2 + 1$", parsing_timeout=None), parse("$\\boxed{1 + x^2}$", parsing_timeout=None),
+           timeout_seconds=None)
+    simplify(Symbol("x") ** 2 - 1)
+
+
+_warm()
+
 # A runaway expression (9^{9^{9}} expanded, a huge factorial) fails with MemoryError inside
 # the worker instead of taking the machine's memory.
 MEMORY_LIMIT_BYTES = 4 << 30

@@ -14,7 +14,29 @@ import typer
 
 from .errors import ConfigError, UserError
 
+class _Flags:
+    """Help without typer's type labels where they read as noise: a flag takes no value, so it
+    shows none (typer prints `<bool>`), and `--help` is such a flag too. Options with a value
+    name it themselves (`metavar=`, e.g. KEY=VALUE), which typer then shows as it is."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""  # typer shows a metavar as it is: nothing
+        return params
+
+
+class _Command(_Flags, typer.core.TyperCommand):
+    pass
+
+
+class _Group(_Flags, typer.core.TyperGroup):
+    pass
+
+
 app = typer.Typer(
+    cls=_Group,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
@@ -26,7 +48,8 @@ app = typer.Typer(
 RecipeOpt = Annotated[str, typer.Option("--recipe", "-r", help="Bundled recipe name (e.g. quickstart) or a .yaml path.")]
 SetOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--set", "-s", help="Override any recipe key: --set generate.n=4, --set filter.workers=8 (repeatable)."),
+    typer.Option("--set", "-s", metavar="KEY=VALUE",
+                 help="Override any recipe key: --set generate.n=4, --set filter.workers=8 (repeatable)."),
 ]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run folder to write into (created if missing).")]
 RankOpt = Annotated[int, typer.Option("--rank", help="This worker's index, for sharded scale-out.")]
@@ -81,7 +104,7 @@ def _recipe(name: str | None, sets: list[str] | None, limit: int | None = None):
     return load_recipe(name, overrides, labels)
 
 
-@app.command()
+@app.command(cls=_Command)
 def generate(
     recipe: RecipeOpt,
     out: OutOpt,
@@ -120,7 +143,7 @@ def generate(
     _guard(body)
 
 
-@app.command("filter")
+@app.command("filter", cls=_Command)
 def filter_(
     out: OutOpt,
     source: Annotated[
@@ -174,7 +197,7 @@ def filter_(
     _guard(body)
 
 
-@app.command()
+@app.command(cls=_Command)
 def train(
     recipe: RecipeOpt,
     out: OutOpt,
@@ -229,7 +252,7 @@ def train(
     _guard(body, TRAIN_INTERRUPTED)
 
 
-@app.command()
+@app.command(cls=_Command)
 def run(
     recipe: RecipeOpt,
     out: OutOpt,
@@ -253,20 +276,23 @@ def run(
     _guard(body, RESUMABLE + " (training continues from its last checkpoint)")
 
 
-@app.command("eval")
+@app.command("eval", cls=_Command)
 def eval_(
     model: Annotated[str, typer.Option(
         "--model", "-m", help="Model folder, LoRA adapter folder (RUN/student), run folder, teacher/student card, or hub id.")],
     benchmark: Annotated[list[str], typer.Option(
-        "--benchmark", "-b", help="aime24, aime25, amc23, math500, gpqa-diamond, gsm8k-test (comma-separated or repeated); "
-        "NAME=FILE reads a local copy.")],
+        "--benchmark", "-b", metavar="NAME[,NAME...]",
+        help="aime24, aime25, amc23, math500, gpqa-diamond, gsm8k-test, any dataset card (`distill cards datasets`, "
+        "e.g. arithmetic-test) or a card file (my-bench.yaml: name, path or hub, domain, columns); comma-separated "
+        "or repeated; NAME=FILE reads a local copy.")],
     out: OutOpt,
     n: Annotated[Optional[int], typer.Option("--n", help="Samples per problem (default: per benchmark, e.g. AIME 64).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N problems of each benchmark.")] = None,
     backend: Annotated[Optional[str], typer.Option(help="auto, vllm, hf or openai.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Most new tokens per sample (default 32768).")] = None,
     sets: Annotated[Optional[list[str]], typer.Option(
-        "--set", "-s", help="Override: eval.temperature=0, model.engine.max_model_len=4096, benchmarks.NAME.n=8 (repeatable).")] = None,
+        "--set", "-s", metavar="KEY=VALUE",
+        help="Override: eval.temperature=0, model.engine.max_model_len=4096, benchmarks.NAME.n=8 (repeatable).")] = None,
 ) -> None:
     """Score a model on benchmarks the R1 way: pass@1 ± SE over n samples, cons@n (OUT/eval)."""
 
@@ -290,7 +316,7 @@ def eval_(
 EXPORT_INTERRUPTED = "interrupted: OUT is as it was (an export moves into place only when whole); rerun the same command"
 
 
-@app.command()
+@app.command(cls=_Command)
 def export(
     source: Annotated[Path, typer.Argument(
         metavar="DIR", help="Run folder, its filtered/ or traces/, or any folder of Parquet files.")],
@@ -321,7 +347,7 @@ def export(
     _guard(body, EXPORT_INTERRUPTED)
 
 
-@app.command("inspect")
+@app.command("inspect", cls=_Command)
 def inspect_(
     path: Annotated[Path, typer.Argument(
         metavar="DIR", help="Run folder, or one of its stage folders (traces/, filtered/, student/, eval/).")],
@@ -360,7 +386,7 @@ def inspect_(
     _guard(body)
 
 
-@app.command()
+@app.command(cls=_Command)
 def cards(kind: Annotated[Optional[str], typer.Argument(help="teachers, students, datasets or recipes")] = None) -> None:
     """List the bundled cards and recipes."""
     from . import cards as card_lookup

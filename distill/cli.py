@@ -122,7 +122,7 @@ def generate(
 
     def body() -> None:
         from .generate import run_generate
-        from .ui import console
+        from .ui import console, plural
 
         _check_out(out)
         overrides = list(sets or []) + ([f"generate.max_cost={max_cost}"] if max_cost is not None else [])
@@ -136,7 +136,7 @@ def generate(
             launch(args + [a for s in overrides for a in ("--set", s)], data_parallel, resolved.teacher)
         result = run_generate(resolved, out, rank=rank, world_size=world_size)
         if result["complete"]:
-            console.print(f"traces: {result['samples']} samples in {out / 'traces'}")
+            console.print(f"traces: {plural(result['samples'], 'sample')} in {out / 'traces'}")
         else:
             console.print(f"traces: {result['shards_done']}/{result['shards']} shards done (other ranks pending)")
 
@@ -169,7 +169,7 @@ def filter_(
 
     def body() -> None:
         from .filter import print_report, run_filter
-        from .ui import console
+        from .ui import console, plural
 
         _check_out(out)
         resolved, traces = _recipe(recipe, sets), source if source is not None else out
@@ -187,7 +187,7 @@ def filter_(
             from .report import waste
 
             print_report(result)
-            console.print(f"filtered: {result['kept']} rows in {out / 'filtered' / 'data'}")
+            console.print(f"filtered: {plural(result['kept'], 'row')} in {out / 'filtered' / 'data'}")
             if (line := waste(result, out / "filtered" / "report.json")) is not None:
                 raise UserError(line)  # the rows are written; the exit status says they are not worth training on
         else:
@@ -224,7 +224,7 @@ def train(
 
     def body() -> None:
         from .train import run_train
-        from .ui import console
+        from .ui import console, plural
 
         _check_out(out)
         if accelerate is not None:  # the same command, minus these two options, in N processes
@@ -247,7 +247,7 @@ def train(
             return
         first, last = summary["loss_first"], summary["loss_last"]
         loss = f"{first:.3f} → {last:.3f}" if first is not None else "n/a"
-        console.print(f"student: {summary['steps']} steps, loss {loss}, saved in {out / 'student'}")
+        console.print(f"student: {plural(summary['steps'], 'step')}, loss {loss}, saved in {out / 'student'}")
 
     _guard(body, TRAIN_INTERRUPTED)
 

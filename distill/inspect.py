@@ -286,7 +286,7 @@ def _overview(stage: str, s: dict) -> str:
         return f"{s['kept']} of {s['rows_in']} kept ({_pct(s['kept'], s['rows_in'])})" + (f"; dropped {top}" if top else "")
     if stage == "student":
         loss = f"{s['loss_first']:.3f} → {s['loss_last']:.3f}" if s["loss_first"] is not None else "n/a"
-        return f"{s['steps']} steps, loss {loss} (per token, first and last quarter of the tokens)"
+        return f"{plural(s['steps'], 'step')}, loss {loss} (per token, first and last quarter of the tokens)"
     base = (s.get("base") or {}).get("benchmarks", {})
     done = ", ".join(f"{b['title']} {b['pass@1']:.1f} ± {b['pass@1_se']:.1f}"
                      + (f" (base {base[k]['pass@1']:.1f} ± {base[k]['pass@1_se']:.1f})" if k in base else "")
@@ -331,8 +331,8 @@ def print_summary(summary: dict) -> None:
     if "student" in stages:
         s = stages["student"]
         console.print(f"\n[bold]student[/] {s['folder']}")
-        facts = [s["method"] and f"{s['method']}", s["rows"] is not None and f"{s['rows']} rows",
-                 f"{s['steps']} steps", s["train_seconds"] and f"{s['train_seconds']:.0f} s"]
+        facts = [s["method"] and f"{s['method']}", s["rows"] is not None and plural(s["rows"], "row"),
+                 plural(s["steps"], "step"), s["train_seconds"] and f"{s['train_seconds']:.0f} s"]
         console.print(", ".join(f for f in facts if f))
         if s["loss"]:
             (a, first), (b, last) = s["loss"][0], s["loss"][-1]

@@ -138,7 +138,7 @@ def print_summary(results: dict, out: Path) -> None:
         base = (results.get("base") or {}).get("benchmarks", {})
         for name, s in results["eval"]["benchmarks"].items():
             lines.append(f"scored     {s['title']}: pass@1 {s['pass@1']:.1f} ± {s['pass@1_se']:.1f} "
-                         f"({s['problems']} problems × {s['n']}){secs.get('eval', '')}")
+                         f"({plural(s['problems'], 'problem')} × {s['n']}){secs.get('eval', '')}")
             if name in base:  # the untrained student, and what training changed (± SE of the difference)
                 b = base[name]
                 diff, se = difference(s, b)

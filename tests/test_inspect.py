@@ -565,6 +565,11 @@ def test_scores_footer_names_the_run_and_the_model_without_long_paths():
 
 def test_counts_of_one_are_singular(tmp_path):
     write_stage(tmp_path / "run" / "traces", [[trace("p1", "4", "x")]])
+    student = tmp_path / "run" / "student"
+    student.mkdir()
+    (student / "train_log.json").write_text(json.dumps([{"loss": 2.0, "step": 1}]))
+    (student / "train_summary.json").write_text(json.dumps({"steps": 1, "rows": 1, "method": "lora"}))
     result = run_cli("inspect", tmp_path / "run", "--no-plots", env=WIDE)
     assert result.returncode == 0, result.stderr
     assert "1 sample of 1 prompt," in result.stdout
+    assert "1 step, loss 2.000 → 2.000" in result.stdout and "lora, 1 row, 1 step" in result.stdout

@@ -140,7 +140,7 @@ def scores(benchmarks: dict, model: str | None = None, base: dict | None = None,
     values = [b["pass@1"] for b in benchmarks.values()]
     errors = [b.get("pass@1_se") or 0.0 for b in benchmarks.values()]
     base = {k: v for k, v in (base or {}).items() if k in benchmarks}
-    fig, ax = _figure(max(7, 1 + (1.8 if base else 1.2) * len(titles)), 4.6 if base else 4.4)
+    fig, ax = _figure(max(7, 1 + (2.2 if base else 1.2) * len(titles)), 4.8 if base else 4.4)
     positions = list(range(len(titles)))
     width = 0.38 if base else 0.8
     shift = width / 2 if base else 0.0
@@ -159,7 +159,8 @@ def scores(benchmarks: dict, model: str | None = None, base: dict | None = None,
             from .metrics import difference
 
             diff, se = difference(benchmarks[name], base[name])
-            label += f" (base {base[name]['pass@1']:.1f} ± {base[name]['pass@1_se']:.1f})\ntrained − base {diff:+.1f} ± {se:.1f}"
+            label = (f"{t}\ntrained {v:.1f} ± {e:.1f}\nbase {base[name]['pass@1']:.1f} ± {base[name]['pass@1_se']:.1f}"
+                     f"\ndifference {diff:+.1f} ± {se:.1f}")
         labels.append(label)
     ax.set_xticks(positions, labels=labels)
     refs = [(i + shift, b["reference"]["pass@1"]) for i, b in enumerate(benchmarks.values())
@@ -173,7 +174,7 @@ def scores(benchmarks: dict, model: str | None = None, base: dict | None = None,
         ax.set_xlim(-1.2, 1.2)
     ax.set_xlabel("benchmark")
     ax.set_ylabel("pass@1 (%)")
-    ax.legend(loc="upper center", ncol=3)
+    ax.legend(loc="upper center", ncol=3, fontsize=8 if base else None)
     footer = " · ".join(f for f in (run and f"run: {run}", model and f"model: {short_model(model)}") if f)
     if footer:
         fig.text(0.01, 0.01, footer if len(footer) <= 110 else footer[:109] + "…", fontsize=7, color="dimgray")

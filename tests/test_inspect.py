@@ -542,7 +542,7 @@ def test_scores_show_the_base_student_beside_the_trained_one(run):
     assert [(seg[0][1], seg[1][1]) for seg in segments] == [(38.0, 62.0)]  # base ± its SE
     labels = [t.get_text() for t in ax.get_xticklabels()]
     # 75 - 50 = +25, SE sqrt(5² + 12²) = 13
-    assert labels == ["AIME 2024\n40.0 ± 10.0", "MATH-500\n75.0 ± 5.0 (base 50.0 ± 12.0)\ntrained − base +25.0 ± 13.0"]
+    assert labels == ["AIME 2024\n40.0 ± 10.0", "MATH-500\ntrained 75.0 ± 5.0\nbase 50.0 ± 12.0\ndifference +25.0 ± 13.0"]
     assert "base student (untrained) ± SE" in [t.get_text() for t in ax.get_legend().get_texts()]
     (footer,) = fig.texts
     assert footer.get_text() == "run: run · model: runs/x/student"  # the run folder's name, no absolute path

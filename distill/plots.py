@@ -135,6 +135,8 @@ def scores(benchmarks: dict, model: str | None = None, base: dict | None = None,
     student's scores.json benchmarks) has the benchmark, the untrained student's bar; the R1
     paper's pass@1 as a black diamond where scores.json carries it. The footer names the run
     folder (`run`) and the model, never a long absolute path."""
+    from .metrics import difference
+
     names = list(benchmarks)
     titles = [b.get("title") or name for name, b in benchmarks.items()]
     values = [b["pass@1"] for b in benchmarks.values()]
@@ -156,8 +158,6 @@ def scores(benchmarks: dict, model: str | None = None, base: dict | None = None,
     for name, t, v, e in zip(names, titles, values, errors):
         label = f"{t}\n{v:.1f} ± {e:.1f}"
         if name in base:
-            from .metrics import difference
-
             diff, se = difference(benchmarks[name], base[name])
             label = (f"{t}\ntrained {v:.1f} ± {e:.1f}\nbase {base[name]['pass@1']:.1f} ± {base[name]['pass@1_se']:.1f}"
                      f"\ndifference {diff:+.1f} ± {se:.1f}")

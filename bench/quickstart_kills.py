@@ -8,8 +8,8 @@ math-verify (the test suite does the same with a tiny model, in-process, in seco
 
 One run folder is started with `distill run --recipe quickstart`, killed from outside once
 generate has written 2 shards, rerun and killed once the filter has finished 1 input file,
-rerun and killed 30 s into training, rerun and killed once eval has written 1 shard, then rerun
-to the end. A second folder runs uninterrupted. The script prints, per output, whether the two
+rerun and killed 30 s into training, rerun and killed once eval has written 1 shard, rerun and
+killed once the base student's eval (base/eval/) has written 1 shard, then rerun to the end. A second folder runs uninterrupted. The script prints, per output, whether the two
 agree, and exits non-zero when any differs.
 """
 
@@ -67,6 +67,9 @@ def outputs(run: Path) -> dict:
         "eval samples": [{k: v for k, v in r.items() if k not in drop}
                          for r in pq.read_table(run / "eval" / "arithmetic-test" / "scored.parquet").to_pylist()],
         "scores": json.loads((run / "eval" / "scores.json").read_text())["benchmarks"],
+        "base eval samples": [{k: v for k, v in r.items() if k not in drop} for r in
+                              pq.read_table(run / "base" / "eval" / "arithmetic-test" / "scored.parquet").to_pylist()],
+        "base scores": json.loads((run / "base" / "eval" / "scores.json").read_text())["benchmarks"],
     }
 
 
@@ -97,9 +100,12 @@ def main() -> None:
     kill_when(proc, lambda: count(killed / "eval" / "arithmetic-test" / "_done") >= 1,
               killed / "eval" / "scores.json", "eval")
     proc = distill_run(killed)
+    kill_when(proc, lambda: count(killed / "base" / "eval" / "arithmetic-test" / "_done") >= 1,
+              killed / "base" / "eval" / "scores.json", "the base student's eval")
+    proc = distill_run(killed)
     if proc.wait() != 0:
         raise SystemExit(f"the last rerun failed: see {killed}.log")
-    print(f"killed four times and rerun: {time.monotonic() - start:.0f} s", flush=True)
+    print(f"killed five times and rerun: {time.monotonic() - start:.0f} s", flush=True)
 
     start = time.monotonic()
     if distill_run(reference).wait() != 0:

@@ -17,7 +17,30 @@ from .errors import ConfigError, UserError
 
 quiet.install()  # at import: vLLM's spawned engine processes re-import this module first
 
+
+class _Flags:
+    """Help without typer's type labels where they read as noise: a flag takes no value, so it
+    shows none (typer prints `<bool>`), and `--help` is such a flag too. Options with a value
+    name it themselves (`metavar=`, e.g. KEY=VALUE), which typer then shows as it is."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""  # typer shows a metavar as it is: nothing
+        return params
+
+
+class _Command(_Flags, typer.core.TyperCommand):
+    pass
+
+
+class _Group(_Flags, typer.core.TyperGroup):
+    pass
+
+
 app = typer.Typer(
+    cls=_Group,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
@@ -29,7 +52,8 @@ app = typer.Typer(
 RecipeOpt = Annotated[str, typer.Option("--recipe", "-r", help="Bundled recipe name (e.g. quickstart) or a .yaml path.")]
 SetOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--set", "-s", help="Override any recipe key: --set generate.n=4, --set filter.workers=8 (repeatable)."),
+    typer.Option("--set", "-s", metavar="KEY=VALUE",
+                 help="Override any recipe key: --set generate.n=4, --set filter.workers=8 (repeatable)."),
 ]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run folder to write into (created if missing).")]
 RankOpt = Annotated[int, typer.Option("--rank", help="This worker's index, for sharded scale-out.")]
@@ -84,7 +108,7 @@ def _recipe(name: str | None, sets: list[str] | None, limit: int | None = None):
     return load_recipe(name, overrides, labels)
 
 
-@app.command()
+@app.command(cls=_Command)
 def generate(
     recipe: RecipeOpt,
     out: OutOpt,
@@ -102,7 +126,7 @@ def generate(
 
     def body() -> None:
         from .generate import run_generate
-        from .ui import console
+        from .ui import console, plural
 
         _check_out(out)
         overrides = list(sets or []) + ([f"generate.max_cost={max_cost}"] if max_cost is not None else [])
@@ -116,14 +140,14 @@ def generate(
             launch(args + [a for s in overrides for a in ("--set", s)], data_parallel, resolved.teacher)
         result = run_generate(resolved, out, rank=rank, world_size=world_size)
         if result["complete"]:
-            console.print(f"traces: {result['samples']} samples in {out / 'traces'}")
+            console.print(f"traces: {plural(result['samples'], 'sample')} in {out / 'traces'}")
         else:
             console.print(f"traces: {result['shards_done']}/{result['shards']} shards done (other ranks pending)")
 
     _guard(body)
 
 
-@app.command("filter")
+@app.command("filter", cls=_Command)
 def filter_(
     out: OutOpt,
     source: Annotated[
@@ -149,7 +173,7 @@ def filter_(
 
     def body() -> None:
         from .filter import print_report, run_filter
-        from .ui import console
+        from .ui import console, plural
 
         _check_out(out)
         resolved, traces = _recipe(recipe, sets), source if source is not None else out
@@ -167,7 +191,7 @@ def filter_(
             from .report import waste
 
             print_report(result)
-            console.print(f"filtered: {result['kept']} rows in {out / 'filtered' / 'data'}")
+            console.print(f"filtered: {plural(result['kept'], 'row')} in {out / 'filtered' / 'data'}")
             if (line := waste(result, out / "filtered" / "report.json")) is not None:
                 raise UserError(line)  # the rows are written; the exit status says they are not worth training on
         else:
@@ -177,7 +201,7 @@ def filter_(
     _guard(body)
 
 
-@app.command()
+@app.command(cls=_Command)
 def train(
     recipe: RecipeOpt,
     out: OutOpt,
@@ -204,7 +228,7 @@ def train(
 
     def body() -> None:
         from .train import run_train
-        from .ui import console
+        from .ui import console, plural
 
         _check_out(out)
         if accelerate is not None:  # the same command, minus these two options, in N processes
@@ -227,12 +251,12 @@ def train(
             return
         first, last = summary["loss_first"], summary["loss_last"]
         loss = f"{first:.3f} → {last:.3f}" if first is not None else "n/a"
-        console.print(f"student: {summary['steps']} steps, loss {loss}, saved in {out / 'student'}")
+        console.print(f"student: {plural(summary['steps'], 'step')}, loss {loss}, saved in {out / 'student'}")
 
     _guard(body, TRAIN_INTERRUPTED)
 
 
-@app.command()
+@app.command(cls=_Command)
 def run(
     recipe: RecipeOpt,
     out: OutOpt,
@@ -256,20 +280,23 @@ def run(
     _guard(body, RESUMABLE + " (training continues from its last checkpoint)")
 
 
-@app.command("eval")
+@app.command("eval", cls=_Command)
 def eval_(
     model: Annotated[str, typer.Option(
         "--model", "-m", help="Model folder, LoRA adapter folder (RUN/student), run folder, teacher/student card, or hub id.")],
     benchmark: Annotated[list[str], typer.Option(
-        "--benchmark", "-b", help="aime24, aime25, amc23, math500, gpqa-diamond, gsm8k-test (comma-separated or repeated); "
-        "NAME=FILE reads a local copy.")],
+        "--benchmark", "-b", metavar="NAME[,NAME...]",
+        help="aime24, aime25, amc23, math500, gpqa-diamond, gsm8k-test, any dataset card (`distill cards datasets`, "
+        "e.g. arithmetic-test) or a card file (my-bench.yaml: name, path or hub, domain, columns); comma-separated "
+        "or repeated; NAME=FILE reads a local copy.")],
     out: OutOpt,
     n: Annotated[Optional[int], typer.Option("--n", help="Samples per problem (default: per benchmark, e.g. AIME 64).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N problems of each benchmark.")] = None,
     backend: Annotated[Optional[str], typer.Option(help="auto, vllm, hf or openai.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Most new tokens per sample (default 32768).")] = None,
     sets: Annotated[Optional[list[str]], typer.Option(
-        "--set", "-s", help="Override: eval.temperature=0, model.engine.max_model_len=4096, benchmarks.NAME.n=8 (repeatable).")] = None,
+        "--set", "-s", metavar="KEY=VALUE",
+        help="Override: eval.temperature=0, model.engine.max_model_len=4096, benchmarks.NAME.n=8 (repeatable).")] = None,
 ) -> None:
     """Score a model on benchmarks the R1 way: pass@1 ± SE over n samples, cons@n (OUT/eval)."""
 
@@ -293,7 +320,7 @@ def eval_(
 EXPORT_INTERRUPTED = "interrupted: OUT is as it was (an export moves into place only when whole); rerun the same command"
 
 
-@app.command()
+@app.command(cls=_Command)
 def export(
     source: Annotated[Path, typer.Argument(
         metavar="DIR", help="Run folder, its filtered/ or traces/, or any folder of Parquet files.")],
@@ -324,7 +351,7 @@ def export(
     _guard(body, EXPORT_INTERRUPTED)
 
 
-@app.command("inspect")
+@app.command("inspect", cls=_Command)
 def inspect_(
     path: Annotated[Path, typer.Argument(
         metavar="DIR", help="Run folder, or one of its stage folders (traces/, filtered/, student/, eval/).")],
@@ -363,7 +390,7 @@ def inspect_(
     _guard(body)
 
 
-@app.command()
+@app.command(cls=_Command)
 def cards(kind: Annotated[Optional[str], typer.Argument(help="teachers, students, datasets or recipes")] = None) -> None:
     """List the bundled cards and recipes."""
     from . import cards as card_lookup

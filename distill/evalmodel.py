@@ -26,7 +26,7 @@ class EvalModel:
     base: str | None = None  # the model it was trained from, when known (adapter base, run's student)
 
 
-def _from_student(card: StudentCard) -> TeacherCard:
+def from_student(card: StudentCard) -> TeacherCard:
     """A student card as something to generate with: same weights; training keys do not apply."""
     return TeacherCard(name=card.name, model=card.model, revision=card.revision, gguf=card.gguf, dtype=card.dtype)
 
@@ -92,7 +92,7 @@ def resolve(spec: str) -> EvalModel:
             return EvalModel(load_card(TeacherCard, str(path)))
         except ConfigError as first:
             try:
-                return EvalModel(_from_student(load_card(StudentCard, str(path))))
+                return EvalModel(from_student(load_card(StudentCard, str(path))))
             except ConfigError:
                 raise first from None
     teachers, students = cards.names("teachers"), cards.names("students")
@@ -101,7 +101,7 @@ def resolve(spec: str) -> EvalModel:
 
         if spec in teachers:
             return EvalModel(load_card(TeacherCard, spec))
-        return EvalModel(_from_student(load_card(StudentCard, spec)))
+        return EvalModel(from_student(load_card(StudentCard, spec)))
     if spec.startswith(("/", ".", "~")) or path.exists() or spec.count("/") != 1:
         raise UserError(
             f"--model {spec}: no such model folder, and not a teacher or student card "

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from . import shards
 from .errors import UserError
-from .metrics import quarter_means
+from .metrics import loss_points, quarter_means, short_batches
 from .report import CANDIDATES, INPUTS, PASS1, REJECTED, percentiles, token_counts as _tokens, token_table
-from .runfolder import RESOLVED
+from .runfolder import BASE, RESOLVED
 from .ui import plural
 
 STAGES = ("traces", "filtered", "student", "eval")
@@ -215,17 +215,23 @@ def _student(stage: Path) -> dict:
         return [(e["step"], float(e[key])) for e in history
                 if isinstance(e.get(key), (int, float)) and isinstance(e.get("step"), int)]
 
-    loss, eval_loss = points("loss"), points("eval_loss")
+    weighted = loss_points(history)
+    loss, eval_loss = [(s, v) for s, v, _ in weighted], points("eval_loss")
     summary_path = stage / "train_summary.json"
     summary = _json(summary_path, "training summary",
                     "delete it and rerun the same `distill train` command with --resume") \
         if summary_path.is_file() else {}
-    first, last = quarter_means([v for _, v in loss])  # as train_summary.json's loss_first/loss_last
+    # as train_summary.json's loss_first/loss_last: token-weighted quarters
+    first, last = quarter_means([v for _, v, _ in weighted], [t for *_, t in weighted])
     out = {
         "folder": str(stage), "log": log, "loss": loss, "eval_loss": eval_loss,
+        "tokens": [t for *_, t in weighted], "short": sorted(short_batches(weighted)),
+        "plot": str(stage / "loss.png") if (stage / "loss.png").is_file() else None,
         "steps": summary.get("steps", max((s for s, _ in loss), default=0)),
-        "loss_first": summary.get("loss_first", first),
-        "loss_last": summary.get("loss_last", last),
+        # from the log when there is one: runs trained before the quarters were weighted by tokens
+        # recorded unweighted ones in train_summary.json
+        "loss_first": first if loss else summary.get("loss_first"),
+        "loss_last": last if loss else summary.get("loss_last"),
         **{k: summary.get(k) for k in ("method", "rows", "student", "train_seconds")},
     }
     if summary:
@@ -254,9 +260,13 @@ def _eval(stage: Path) -> dict:
     note = "" if state == "complete" else (
         ("no scores.json yet" if scores is None else f"not scored yet: {', '.join(pending)}")
         + "; rerun the same `distill eval` command to finish")
+    # `distill run` scores the untrained student too, into RUN/base/eval (unfinished: left out)
+    base_path = stage.parent / BASE / stage.name / "scores.json"
+    base = _json(base_path, "scores", "delete it and rerun the same `distill run` command") \
+        if stage.name == "eval" and base_path.is_file() else None
     return {"folder": str(stage), "state": state, "note": note, "model": (scores or {}).get("model"),
             "reference": (scores or {}).get("reference"), "benchmarks": benchmarks, "pending": pending,
-            "scores": scores}
+            "scores": scores, "base": base}
 
 
 # ---------------------------------------------------------------- printing
@@ -269,15 +279,18 @@ def _pct(part: int, whole: int) -> str:
 def _overview(stage: str, s: dict) -> str:
     """One line per stage for the overview table."""
     if stage == "traces":
-        return (f"{s['rows']} samples of {s['prompts']} prompts, {s['truncated']} truncated "
+        return (f"{plural(s['rows'], 'sample')} of {plural(s['prompts'], 'prompt')}, {s['truncated']} truncated "
                 f"({_pct(s['truncated'], s['rows'])})")
     if stage == "filtered":
         top = ", ".join(f"{r} {n}" for r, n in list(s["reasons"].items())[:3])
         return f"{s['kept']} of {s['rows_in']} kept ({_pct(s['kept'], s['rows_in'])})" + (f"; dropped {top}" if top else "")
     if stage == "student":
         loss = f"{s['loss_first']:.3f} → {s['loss_last']:.3f}" if s["loss_first"] is not None else "n/a"
-        return f"{s['steps']} steps, loss {loss} (means of the first and last quarter)"
-    done = ", ".join(f"{b['title']} {b['pass@1']:.1f} ± {b['pass@1_se']:.1f}" for b in s["benchmarks"].values())
+        return f"{plural(s['steps'], 'step')}, loss {loss} (per token, first and last quarter of the tokens)"
+    base = (s.get("base") or {}).get("benchmarks", {})
+    done = ", ".join(f"{b['title']} {b['pass@1']:.1f} ± {b['pass@1_se']:.1f}"
+                     + (f" (base {base[k]['pass@1']:.1f} ± {base[k]['pass@1_se']:.1f})" if k in base else "")
+                     for k, b in s["benchmarks"].items())
     return f"pass@1 {done}" if done else f"{plural(len(s['pending']), 'benchmark')}, none scored yet"
 
 
@@ -318,13 +331,19 @@ def print_summary(summary: dict) -> None:
     if "student" in stages:
         s = stages["student"]
         console.print(f"\n[bold]student[/] {s['folder']}")
-        facts = [s["method"] and f"{s['method']}", s["rows"] is not None and f"{s['rows']} rows",
-                 f"{s['steps']} steps", s["train_seconds"] and f"{s['train_seconds']:.0f} s"]
+        facts = [s["method"] and f"{s['method']}", s["rows"] is not None and plural(s["rows"], "row"),
+                 plural(s["steps"], "step"), s["train_seconds"] and f"{s['train_seconds']:.0f} s"]
         console.print(", ".join(f for f in facts if f))
         if s["loss"]:
             (a, first), (b, last) = s["loss"][0], s["loss"][-1]
             console.print(f"loss at step {a}: {first:.4f}, at step {b}: {last:.4f} "
                           f"({len(s['loss'])} logged steps; min {min(v for _, v in s['loss']):.4f})")
+            if s.get("short"):  # a leftover batch's loss is one or two rows': noisy, and counted as such
+                console.print(f"short leftover {'batch at step' if len(s['short']) == 1 else 'batches at steps'} "
+                              f"{', '.join(map(str, s['short']))} (under half the median step's tokens): "
+                              "the quarter means count each step by its tokens")
+            if s.get("plot"):
+                console.print(f"plot: {s['plot']}")
     if "eval" in stages:
         s = stages["eval"]
         console.print(f"\n[bold]eval[/] {s['folder']}")
@@ -332,6 +351,14 @@ def print_summary(summary: dict) -> None:
             from .evalscore import print_scores
 
             print_scores(s["scores"], Path(s["folder"]).parent)
+        if s.get("base"):
+            from .metrics import difference
+
+            for name, b in s["base"]["benchmarks"].items():
+                if name in s["benchmarks"]:
+                    diff, se = difference(s["benchmarks"][name], b)
+                    console.print(f"{b['title']}: base student (untrained) pass@1 {b['pass@1']:.1f} ± "
+                                  f"{b['pass@1_se']:.1f}; trained minus base {diff:+.1f} ± {se:.1f}")
         for name, p in s["pending"].items():
             console.print(f"{name}: {plural(p['samples'], 'sample')} in {plural(p['shards_done'], 'shard')}"
                           + (", not scored" if p["complete"] else ", still generating"))

@@ -40,6 +40,14 @@ def pass_at_1(problems: Sequence[Sequence[Sample]]) -> tuple[float, float]:
     return 100 * mean, 100 * math.sqrt(variance / len(means))
 
 
+def difference(trained: dict, base: dict) -> tuple[float, float]:
+    """Trained minus base pass@1 (scores.json entries), and the standard error of that difference:
+    the two scores are estimates from separate samples, so their variances add:
+    sqrt(se_trained² + se_base²). (Both are scored on the same problems, which would let a paired
+    SE be smaller; this one is the plain, conservative one.)"""
+    return trained["pass@1"] - base["pass@1"], math.hypot(trained["pass@1_se"], base["pass@1_se"])
+
+
 _SPACES = re.compile(r"\s+")
 _WRAPPERS = re.compile(r"\\left|\\right|\\!|\\,|\\;|\\ |\$")
 
@@ -87,10 +95,61 @@ def cons_at_n(problems: Sequence[Sequence[Sample]]) -> float:
     return 100 * right / len(problems)
 
 
-def quarter_means(losses: list[float]) -> tuple[float | None, float | None]:
-    """The means of the first and the last quarter of a loss curve: one logged step is noisy
-    (the last batch may be a single row), so a run's loss is told from quarter to quarter."""
+def loss_points(history: list[dict]) -> list[tuple[int, float, float | None]]:
+    """(step, loss, tokens) per logged training loss in a trainer's log history. `tokens` is how
+    many tokens the batches since the previous logged loss held: the step in TRL's running
+    `num_tokens` (prompt tokens and all, padding not). None where the log has no `num_tokens`, or
+    where it did not grow (a resumed run that counted from 0 again)."""
+    points: list[tuple[int, float, float | None]] = []
+    seen = 0.0
+    for e in history:
+        if not isinstance(e, dict) or not isinstance(e.get("loss"), (int, float)) or not isinstance(e.get("step"), int):
+            continue
+        total = e.get("num_tokens")
+        tokens = None
+        if isinstance(total, (int, float)) and total > seen:
+            tokens, seen = float(total) - seen, float(total)
+        points.append((e["step"], float(e["loss"]), tokens))
+    return points
+
+
+def short_batches(points: list[tuple[int, float, float | None]]) -> set[int]:
+    """The steps whose batches held less than half the median step's tokens: the leftover batch
+    at the end of an epoch (one or two rows), whose loss is that of one or two rows, not of a batch."""
+    sizes = sorted(t for _, _, t in points if t)
+    if len(sizes) < 3 or len(sizes) < len(points):
+        return set()
+    median = sizes[len(sizes) // 2]
+    return {step for step, _, t in points if t < median / 2}
+
+
+def quarter_means(losses: list[float], weights: list[float | None] | None = None) -> tuple[float | None, float | None]:
+    """The mean loss over the first and the last quarter of training: one logged step is noisy,
+    so a run's loss is told from quarter to quarter.
+
+    With `weights` (each step's tokens, as `loss_points` gives them) the quarters are quarters of
+    the training tokens and each step counts by its tokens: the mean per token, as the loss itself
+    is. A leftover batch of one row at the end of an epoch (the quickstart's last step: 58 tokens,
+    loss 1.09, where a step holds about 300) then counts as the few tokens it is instead of as a
+    whole step; with few steps it no longer makes up the last quarter alone. We weigh rather
+    than drop it: its tokens were trained on, and weighing needs no threshold for "too short"
+    (the loss plot needs one to mark such steps: `short_batches`). Training is unchanged.
+    Without weights (or with one missing) every step counts the same."""
     if not losses:
         return None, None
-    quarter = max(1, len(losses) // 4)
-    return sum(losses[:quarter]) / quarter, sum(losses[-quarter:]) / quarter
+    if weights is None or len(weights) != len(losses) or any(not w or w <= 0 for w in weights):
+        quarter = max(1, len(losses) // 4)  # whole steps, a quarter at least one
+        return sum(losses[:quarter]) / quarter, sum(losses[-quarter:]) / quarter
+    total = float(sum(weights))
+
+    def mean_over(start: float, end: float) -> float:
+        # the loss as a step function of the tokens seen, averaged over tokens start..end
+        acc, at = 0.0, 0.0
+        for loss, w in zip(losses, weights):
+            overlap = min(end, at + w) - max(start, at)
+            if overlap > 0:
+                acc += loss * overlap
+            at += w
+        return acc / (end - start)
+
+    return mean_over(0.0, total / 4), mean_over(3 * total / 4, total)

@@ -208,26 +208,35 @@ def prepare_plots() -> None:
 def write_plots(stage: Path) -> list[str]:
     """A PNG histogram of reasoning length, kept vs rejected."""
     import numpy as np
-    from matplotlib.figure import Figure  # not pyplot: no global figure state, half the import time
 
     names = _shard_names(stage)
     kept = np.concatenate([np.zeros(0)] + [_reasoning_tokens(stage / shards.DATA / n) for n in names])
     rejected = np.concatenate([np.zeros(0)] + [_reasoning_tokens(stage / REJECTED / n) for n in names])
+    fig = lengths_figure(kept, rejected)
+    path = stage / "lengths.png"
+    with shards.writing(path):
+        fig.savefig(path)  # Figure renders with the Agg canvas: no display needed
+    return [path.name]
+
+
+def lengths_figure(kept, rejected):
+    """filtered/lengths.png: histograms of reasoning tokens (numpy arrays), kept vs rejected."""
+    import numpy as np
+    from matplotlib.figure import Figure  # not pyplot: no global figure state, half the import time
+
     fig = Figure(figsize=(7, 4), dpi=100)
     ax = fig.subplots()
     top = max(float(kept.max(initial=0)), float(rejected.max(initial=0)), 1.0)
     bins = np.linspace(0, top, 41)
-    ax.hist(rejected, bins=bins, alpha=0.6, label=f"rejected ({len(rejected)})", color="tab:red")
-    ax.hist(kept, bins=bins, alpha=0.6, label=f"kept ({len(kept)})", color="tab:green")
+    # outlines, not translucent fills: two fills overlap into a third colour the legend lacks
+    ax.hist(rejected, bins=bins, histtype="step", linewidth=1.8, label=f"rejected ({len(rejected)})", color="tab:red")
+    ax.hist(kept, bins=bins, histtype="step", linewidth=1.8, label=f"kept ({len(kept)})", color="tab:green")
     ax.set_title("Reasoning length: kept vs rejected")
     ax.set_xlabel("reasoning tokens (estimated from the completion's count)")
     ax.set_ylabel("rows")
     ax.legend()
     fig.tight_layout()
-    path = stage / "lengths.png"
-    with shards.writing(path):
-        fig.savefig(path)  # Figure renders with the Agg canvas: no display needed
-    return [path.name]
+    return fig
 
 
 def token_table(title: str, lengths: dict, **table_args):

@@ -23,6 +23,7 @@ from .recipes import to_dict
 from .errors import ConfigError, UserError
 
 RESOLVED = "recipe.resolved.yaml"
+BASE = "base"  # RUN/base/eval: the untrained student's scores, beside RUN/eval (the trained one's)
 
 # The recipe parts that decide each stage's output. Throughput-only knobs are left out, so a
 # resumed run may change them (a smaller batch after an out-of-memory, more workers).
@@ -31,6 +32,7 @@ STAGE_KEYS = {
     "filter": ("filter",),
     "train": ("student", "train"),
     "eval": ("eval",),
+    "base": ("student", "eval"),  # the untrained student on the eval section's benchmarks
 }
 LOCKS = ".locks"
 _HELD: dict[str, int] = {}  # stage lock path -> the descriptor this process holds it by

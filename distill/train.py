@@ -18,7 +18,7 @@ from pathlib import Path
 from . import models, runfolder, shards, train_options
 from .config import Recipe
 from .errors import ConfigError, UserError
-from .metrics import quarter_means
+from .metrics import loss_points, quarter_means
 from .student import context_warning, load_tokenizer, rope_overrides
 from .ui import console, plural
 
@@ -406,8 +406,9 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
     if main:
         tokenizer.save_pretrained(str(stage))
         model.generation_config.save_pretrained(str(stage))  # with the aligned EOS, for the merged model too
-    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
-    loss_first, loss_last = quarter_means(losses)
+    points = loss_points(trainer.state.log_history)
+    # weighted by each step's tokens: a leftover batch of one row counts as one row (metrics.quarter_means)
+    loss_first, loss_last = quarter_means([loss for _, loss, _ in points], [tokens for *_, tokens in points])
     summary = {
         "student": models.describe(student),
         "method": cfg.method,
@@ -418,8 +419,8 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
         "assistant_turns_unmatched": unmatched,
         "rows_without_supervised_tokens": empty,
         "steps": trainer.state.global_step,
-        "loss_first": loss_first,  # mean of the first quarter
-        "loss_last": loss_last,  # mean of the last quarter
+        "loss_first": loss_first,  # mean per token over the first quarter of the training tokens
+        "loss_last": loss_last,  # mean per token over the last quarter
         "train_loss": result.training_loss if math.isfinite(result.training_loss) else None,
         "train_seconds": round(result.metrics.get("train_runtime", 0.0), 2),
         "dtype": str(dtype).removeprefix("torch."),
@@ -445,18 +446,21 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
 
 
 def _loss_plot(stage: Path, history: list[dict]) -> str:
-    """student/loss.png: the training loss per logged step."""
-    from matplotlib.figure import Figure  # renders with Agg: no display, no pyplot state
+    """student/loss.png: the training loss per logged step, drawn as `distill inspect` draws it
+    (short leftover batches marked, a running mean by tokens)."""
+    from .plots import training_loss
 
-    points = [(e["step"], e["loss"]) for e in history if "loss" in e and "step" in e]
-    fig = Figure(figsize=(7, 4), dpi=100)
-    ax = fig.subplots()
+    points = loss_points(history)
     if points:
-        ax.plot(*zip(*points), marker="." if len(points) < 50 else None)
-    ax.set_title("Training loss")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss")
-    fig.tight_layout()
+        eval_loss = [(e["step"], float(e["eval_loss"])) for e in history
+                     if isinstance(e.get("eval_loss"), (int, float)) and isinstance(e.get("step"), int)]
+        fig = training_loss([(s, v) for s, v, _ in points], eval_loss, [t for *_, t in points])
+    else:
+        from matplotlib.figure import Figure  # renders with Agg: no display, no pyplot state
+
+        fig = Figure(figsize=(7, 4), dpi=100)
+        ax = fig.subplots()
+        ax.set_title("Training loss per step (nothing logged)")
     fig.savefig(stage / "loss.png")
     return "loss.png"
 

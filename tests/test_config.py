@@ -125,6 +125,28 @@ def test_help_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
+def test_help_shows_real_metavars_not_type_names():
+    """Flags take no value and show none; list options name their value; eval's benchmarks may be
+    any dataset card or a card file, and its help says so."""
+    from typer.testing import CliRunner
+
+    from distill.cli import app
+
+    commands = [[], ["generate"], ["filter"], ["train"], ["run"], ["eval"], ["export"], ["inspect"], ["cards"]]
+    helps = {}
+    for command in commands:
+        result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "160"}, terminal_width=160)
+        assert result.exit_code == 0, result.output
+        assert "<bool>" not in result.output and "<list" not in result.output, command
+        helps[" ".join(command)] = result.output
+    merge = next(line for line in helps["run"].splitlines() if "--merge" in line)
+    assert merge.split("--merge")[1].split()[0] == "Also"  # the help text right after the flag: no metavar
+    assert any("--set" in line and "KEY=VALUE" in line for line in helps["run"].splitlines())
+    benchmark = next(line for line in helps["eval"].splitlines() if "--benchmark" in line)
+    assert "NAME[,NAME...]" in benchmark
+    assert "card file" in helps["eval"] and "distill cards datasets" in helps["eval"]
+
+
 def test_cards_ship_inside_the_wheel(tmp_path):
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],

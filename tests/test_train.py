@@ -279,3 +279,25 @@ def test_train_reads_the_run_folders_own_filter_output(tiny_recipe, filtered_run
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((filtered_run / "student" / "train_summary.json").read_text())
     assert summary["rows"] == 4 and summary["steps"] == 1
+
+
+def test_loss_headline_counts_a_leftover_batch_by_its_tokens(tiny_recipe, filtered_run):
+    """4 rows in batches of 3: the second step is a leftover batch of one row. loss_first/loss_last
+    are the token-weighted quarter means of the logged steps (metrics.quarter_means), not the
+    steps' plain means, which would make the last quarter that one row's loss."""
+    from distill.metrics import loss_points, quarter_means
+
+    recipe = tiny_recipe(train={"max_steps": -1, "epochs": 1, "batch_size": 3, "logging_steps": 1})
+    summary = run_train(load_recipe(str(recipe)), filtered_run, filtered_run)
+    log = json.loads((filtered_run / "student" / "train_log.json").read_text())
+    points = loss_points(log)
+    assert [s for s, _, _ in points] == [1, 2]
+    (_, first, tokens_first), (_, last, tokens_last) = points
+    assert tokens_first and tokens_last and tokens_last < tokens_first  # TRL logs each step's tokens
+    assert (summary["loss_first"], summary["loss_last"]) == quarter_means([first, last], [tokens_first, tokens_last])
+    # the one-row step holds less than a quarter of the tokens (77 of 319): the last quarter
+    # reaches into step 1, where the plain mean of the last quarter of steps was step 2 alone
+    assert tokens_last < (tokens_first + tokens_last) / 4
+    assert summary["loss_first"] == first and summary["loss_last"] != last
+    assert min(first, last) <= summary["loss_last"] <= max(first, last)
+    assert (filtered_run / "student" / "loss.png").read_bytes()[:4] == b"\x89PNG"

@@ -26,9 +26,17 @@ class _Flags:
     def get_params(self, ctx):
         params = super().get_params(ctx)
         for param in params:
-            if getattr(param, "is_flag", False) and param.metavar is None:
-                param.metavar = ""  # typer shows a metavar as it is: nothing
+            if param.metavar is not None or param.param_type_name != "option":
+                continue
+            # typer shows a metavar as it is: nothing for a flag, a name for a value
+            param.metavar = "" if param.is_flag else _METAVARS.get(param.name, param.name.upper())
         return params
+
+
+# what an option's value is called in --help, as in the README's synopsis (else its name in capitals)
+_METAVARS = {"out": "RUN", "limit": "N", "rank": "I", "world_size": "W", "data_parallel": "N", "max_cost": "USD",
+             "n": "K", "max_tokens": "T", "num_processes": "N", "sample": "N", "seed": "S", "fmt": "FORMAT",
+             "data": "IN", "accelerate": "CONFIG", "push_to_hub": "REPO", "model": "MODEL"}
 
 
 class _Command(_Flags, typer.core.TyperCommand):

@@ -138,7 +138,10 @@ def test_help_shows_real_metavars_not_type_names():
         result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "160"}, terminal_width=160)
         assert result.exit_code == 0, result.output
         assert "<bool>" not in result.output and "<list" not in result.output, command
+        options = [line for line in result.output.splitlines() if " --" in line]
+        assert not [line for line in options if "<int>" in line or "<str>" in line or "<float>" in line], command
         helps[" ".join(command)] = result.output
+    assert "RUN" in next(line for line in helps["generate"].splitlines() if "--out" in line)  # named as in the README
     merge = next(line for line in helps["run"].splitlines() if "--merge" in line)
     assert merge.split("--merge")[1].split()[0] == "Also"  # the help text right after the flag: no metavar
     assert any("--set" in line and "KEY=VALUE" in line for line in helps["run"].splitlines())

@@ -186,9 +186,11 @@ class GenProgress:
         return " · ".join(parts) if width is None else _wrap(parts, width, width)[0]
 
     def report(self, head: str = "  ") -> str:
-        """For a log: `head`, then every field, in lines of at most LINE columns (the first line
-        is the terminal's line; retries, pacing and the rest follow, indented)."""
+        """`head`, then the fields, in lines of at most LINE columns: on a terminal one line (the
+        live line below shows the rest); in a log every field, the rest indented below."""
         lines = _wrap(self.parts(), LINE - len(head), LINE - 6)
+        if console.is_terminal:
+            return head + lines[0]
         return "\n".join([head + lines[0]] + ["      " + line for line in lines[1:]])
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from . import shards
 from .config import Recipe
 from .errors import UserError
-from .filter import STAGE as FILTERED, check_config as check_filter, run_filter
-from .generate import STAGE as TRACES, run_generate, settings_for
-from .report import waste
-from .train import check_config as check_train, run_train
+from .filter.stage import STAGE as FILTERED, check_config as check_filter, run_filter
+from .generate.stage import STAGE as TRACES, run_generate, settings_for
+from .filter.report import waste
+from .train.stage import check_config as check_train, run_train
 from .ui import console
 
 
@@ -48,9 +48,10 @@ def run_pipeline(recipe: Recipe, out: Path, merge: bool = False) -> dict:
 def check_eval(recipe: Recipe) -> dict[str, list[dict]]:
     """The eval section, checked before generation starts rather than after training: its
     benchmarks exist, can be scored and load (hub copies included), and vLLM knows its engine keys."""
-    from . import backends, benchmarks
+    from .generate import backends
+    from .eval import benchmarks
     from .errors import ConfigError
-    from .eval import pick
+    from .eval.stage import pick
 
     cfg = recipe.eval
     try:  # small; a gated or offline hub copy fails now, and eval scores these very rows later
@@ -58,7 +59,7 @@ def check_eval(recipe: Recipe) -> dict[str, list[dict]]:
     except ConfigError as e:
         raise ConfigError(f"recipe '{recipe.name}': eval.benchmarks: {e}") from None
     if cfg.benchmarks and cfg.engine and cfg.backend in ("auto", "vllm") and backends.vllm_usable():
-        from .backends.vllm import check_engine_keys
+        from .generate.backends.vllm import check_engine_keys
 
         check_engine_keys(cfg.engine, f"recipe '{recipe.name}': eval.engine")
     return problems
@@ -66,9 +67,10 @@ def check_eval(recipe: Recipe) -> dict[str, list[dict]]:
 
 def _evaluate(recipe: Recipe, out: Path, problems: dict[str, list[dict]]) -> dict:
     """The trained student (OUT/student: adapter or full weights) on the recipe's benchmarks."""
-    from . import evalmodel, runfolder
-    from .eval import EVAL, is_complete, plan_recipe, run_eval
-    from .evalscore import read_scores
+    from .eval import evalmodel
+    from . import runfolder
+    from .eval.evalscore import EVAL, read_scores
+    from .eval.stage import is_complete, plan_recipe, run_eval
 
     p = plan_recipe(evalmodel.resolve(str(out)), recipe.eval)
     runfolder.claim(out, recipe, "eval", started=(out / EVAL).is_dir())

@@ -8,7 +8,6 @@ unknown keys fail with the file, the key and the nearest valid key (DESIGN §4, 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import types
 import typing
@@ -19,7 +18,7 @@ import yaml
 
 from . import cards
 from .config import DatasetCard, InvalidValue, Recipe, StudentCard, TeacherCard
-from .errors import ConfigError
+from .errors import ConfigError, unknown_key_error
 
 _CARD_KIND = {TeacherCard: "teachers", StudentCard: "students", DatasetCard: "datasets"}
 
@@ -111,14 +110,6 @@ def _merge(base: dict, changes: dict) -> dict:
     for key, value in changes.items():
         out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
-
-
-def unknown_key_error(key: str, valid: list[str], source: str, section: str) -> ConfigError:
-    """The one-line error for an unknown key, naming the nearest valid one."""
-    near = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    hint = f"did you mean '{near[0]}'?" if near else f"valid keys: {', '.join(valid)}"
-    where = f"in {section}" if section else "at the top level"
-    return ConfigError(f"{source}: unknown key '{key}' {where} ({hint})")
 
 
 def build(cls: type, data: dict, source: str, path: str = "") -> Any:

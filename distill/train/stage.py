@@ -21,6 +21,8 @@ from ..config import Recipe
 from ..errors import ConfigError, UserError
 from ..metrics import quarter_means
 from .student import context_warning, load_tokenizer, rope_overrides
+from .trainer import (_align_eos, _count_padding, _group_by_length, _loss_plot, _merge, _quiet_logs, _sft_trainer,
+                      _supervised_counts, _trl_extra)
 from ..ui import console, plural
 
 STAGE = "student"
@@ -96,129 +98,6 @@ def _prepare(dataset, tokenizer, cfg, max_length: int, run: Path):
     return tokens.select_columns(["input_ids", "labels"]), len(long), len(lossless - drop), totals, unmatched
 
 
-def _align_eos(model, tokenizer) -> None:
-    """The student must stop where its training text ends: the tokenizer's EOS (which the chat
-    template ends each turn with) must be one of the generation config's stop tokens."""
-    eos = tokenizer.eos_token_id
-    config = model.generation_config
-    if eos is None or config is None:
-        return
-    current = config.eos_token_id
-    stops = [] if current is None else [current] if isinstance(current, int) else list(current)
-    if eos not in stops:
-        config.eos_token_id = stops + [eos] if stops else eos
-        console.print(f"train: generation stops at the tokenizer's EOS {tokenizer.eos_token!r} too "
-                      f"(the model's generation config had {current})")
-
-
-def _count_padding(trainer) -> dict:
-    """Wrap the trainer's collator to count pad tokens in the batches it really builds: the batch's
-    token slots less the tokens of the rows that went in. That holds for padded batches and for
-    padding-free packed ones (one flat row, no attention_mask, padded only by pad_to_multiple_of)."""
-    counts = {"pad": 0, "tokens": 0}
-    collate = trainer.data_collator
-
-    def counting(features):
-        batch = collate(features)
-        labels = batch.get("labels")
-        if labels is not None and not bool((labels != -100).any()):
-            # the loss would be 0/0 and its NaN would reach every weight; rows without a supervised
-            # token are left out before training, so this means the masking itself went wrong
-            raise UserError("a training batch has no supervised token (every label is masked); "
-                            "check the student's chat template, or set train.loss_on: all")
-        slots = int(batch["input_ids"].numel())
-        counts["tokens"] += slots
-        counts["pad"] += slots - sum(len(f["input_ids"]) for f in features)
-        return batch
-
-    trainer.data_collator = counting
-    return counts
-
-
-def _sft_trainer(grouped: bool):
-    """TRL's SFTTrainer; with grouped batches, one whose sampler is seeded by the epoch.
-
-    transformers' own group_by_length sampler draws its shuffle from torch's global RNG when the
-    epoch's iterator is made, and on --resume that happens before the checkpoint's RNG state is
-    restored: a run resumed in its second epoch or later would replay the first epoch's order
-    (rows trained twice, others not at all). Here the shuffle comes from (data seed + epoch),
-    the epoch read from the trainer's state, which a resumed run restores from the checkpoint;
-    every process of a multi-GPU run draws the same order, as accelerate's batch sharding needs.
-    TRL's GRPOTrainer overrides the same method for its own sampler."""
-    from trl import SFTTrainer
-
-    if not grouped:
-        return SFTTrainer
-
-    import datasets
-    import torch
-    from transformers.trainer_pt_utils import get_length_grouped_indices
-
-    class LengthGrouped(torch.utils.data.Sampler):
-        def __init__(self, lengths: list[int], group: int, seed: int, trainer) -> None:
-            # the trainer, not its state: training replaces trainer.state (fresh, or loaded from
-            # the checkpoint) after the sampler is made
-            self.lengths, self.group, self.seed, self.trainer = lengths, group, seed, trainer
-
-        def __len__(self) -> int:
-            return len(self.lengths)
-
-        def __iter__(self):
-            # state.epoch is a whole number when an epoch starts, and epoch + done/steps when a
-            # run resumes inside one
-            epoch = math.floor((self.trainer.state.epoch or 0) + 1e-9)
-            generator = torch.Generator().manual_seed(self.seed + epoch)
-            return iter(get_length_grouped_indices(self.lengths, self.group, generator=generator))
-
-    class GroupedSFTTrainer(SFTTrainer):
-        def _get_train_sampler(self, train_dataset=None):
-            import pyarrow.compute as pc
-
-            dataset = train_dataset if train_dataset is not None else self.train_dataset
-            if not isinstance(dataset, datasets.Dataset):  # streamed rows: no lengths to group by
-                return super()._get_train_sampler(train_dataset)
-            # lengths from the Arrow column: no Python list of every row's token ids
-            lengths = pc.list_value_length(dataset.with_format("arrow")["input_ids"]).to_pylist()
-            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-            group = self.args.train_batch_size * self.args.gradient_accumulation_steps
-            return LengthGrouped(lengths, group, seed, self)
-
-    return GroupedSFTTrainer
-
-
-def _group_by_length(cfg) -> bool:
-    """Batch rows of like length together unless told: with padded batches every row is padded to
-    the longest of its batch, and reasoning traces vary tenfold in length. Packing has no padding
-    to save, and a batch of one row nothing to group."""
-    if cfg.group_by_length is not None:
-        return cfg.group_by_length
-    return not cfg.packing and cfg.batch_size > 1
-
-
-def _supervised_counts(dataset) -> list[int]:
-    """Tokens per row that carry loss, as TRL prepared them (after masking and truncation)."""
-    return [sum(1 for t in labels if t != -100) for labels in dataset["labels"]]
-
-
-def _trl_extra(extra: dict) -> dict:
-    """`train.trl`: further SFTConfig arguments, checked against TRL's own fields so that a typo
-    is one line naming the nearest one rather than a TypeError deep in TRL."""
-    if not extra:  # nothing to check: no TRL import on the recipe check every command runs
-        return {}
-    import dataclasses
-
-    from trl import SFTConfig
-
-    from ..errors import unknown_key_error
-
-    valid = [f.name for f in dataclasses.fields(SFTConfig)]
-    for key in extra:
-        if key not in valid:
-            raise unknown_key_error(str(key), valid, "recipe", "train.trl")
-    train_options.check_trl_values(extra)
-    return dict(extra)
-
-
 def check_config(recipe: Recipe) -> None:
     """Fail on a missing student, or on a method this machine cannot run, before any stage runs."""
     if recipe.student is None:
@@ -266,30 +145,13 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
     stage = Path(out) / STAGE
     summary_path = stage / SUMMARY
     max_length = cfg.max_length or student.max_length
-    if data is None and not cfg.data and (Path(out) / "filtered").is_dir():
-        data = Path(out)  # the run folder's own filter output (refused below while unfinished)
-    if data is None and not cfg.data:
-        raise ConfigError("no training data: run `distill filter --out RUN` first, give --data IN (a run folder, "
-                          "or Parquet with `messages`), or name it in the recipe (train.data, or dataset_name)")
-    folder = shards.input_folder(data, "filtered", "filter") if data is not None else None
+    folder = _data_folder(cfg, data, out)
     if summary_path.is_file():
-        runfolder.claim(Path(out), recipe, "train", started=True)
-        summary = json.loads(summary_path.read_text())
-        if merge and not (stage / "merged").is_dir():
-            _merge(stage, student, max_length=max_length)
-        console.print(f"train: {stage} is complete; skipping")
-        return summary
+        return _already_trained(recipe, out, merge, max_length)
     dataset = _load_rows(folder, cfg)
-    checkpoint = last_checkpoint(stage)
-    if checkpoint is not None and not resume:
-        raise UserError(
-            f"{checkpoint.parent}: an interrupted run left {checkpoint.name}; rerun with --resume to continue "
-            f"from it, or delete {checkpoint.parent} to start over"
-        )
-    runfolder.claim(Path(out), recipe, "train", started=checkpoint is not None)
+    checkpoint = _claim(recipe, out, stage, resume)
 
     import torch
-    from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
     from trl import SFTConfig
 
@@ -300,103 +162,18 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
     path, kwargs = models.load_args(student)
     tokenizer = load_tokenizer(path, kwargs, student)
     dataset, overlong, empty, by_turn, unmatched = _prepare(dataset, tokenizer, cfg, max_length, Path(out))
-    if unmatched:
-        console.print(f"train: the chat template rewrites earlier answers once later turns follow, so "
-                      f"{plural(unmatched, 'earlier assistant turn')} carry no loss")
-    if overlong:
-        console.print(f"train: {plural(overlong, 'conversation')} longer than max_length={max_length}: "
-                      + ("dropped" if cfg.overlong == "drop" else "truncated (train.overlong: drop drops them)"))
+    _say_prepared(unmatched, overlong, cfg, max_length)
     dtype = models.torch_dtype(cfg.dtype if cfg.dtype != "auto" else student.dtype)
     on_gpu = torch.cuda.is_available()
-    load = dict(kwargs)
-    if cfg.method == "qlora":
-        from transformers import BitsAndBytesConfig
-
-        load["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=cfg.qlora_double_quant,
-            bnb_4bit_compute_dtype=dtype
-        )
-    rope = rope_overrides(path, kwargs, student, max_length)
-    if rope:
-        config = rope["config"]
-        console.print(f"train: RoPE {config.rope_parameters}, max_position_embeddings {config.max_position_embeddings} "
-                      "from the student card" + (" (load the adapter on a base with the same settings, or use --merge, "
-                                                 "whose config.json keeps them)" if cfg.method != "full" else ""))
-    load.update(rope)
-    attention = train_options.attention(cfg, on_gpu)
-    liger = train_options.liger(cfg, on_gpu)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attention, **load)
-    _align_eos(model, tokenizer)
-    if (warning := context_warning(model.config, max_length, student)) is not None:
-        console.print(warning)
-    peft_config = None
-    if cfg.method in ("lora", "qlora"):
-        from peft import LoraConfig
-
-        targets = cfg.lora_target_modules or student.lora_target_modules
-        peft_config = LoraConfig(
-            r=cfg.lora_r,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=cfg.lora_dropout,
-            target_modules=targets if isinstance(targets, str) else list(targets),
-            task_type="CAUSAL_LM",
-            revision=kwargs.get("revision"),  # recorded in adapter_config.json: a merge or eval loads this base
-        )
-    settings = dict(
-        output_dir=str(stage / "checkpoints"),
-        per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float below 1 is a ratio of total steps
-        weight_decay=cfg.weight_decay,
-        logging_steps=cfg.logging_steps,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        report_to=list(cfg.report_to) or "none",
-        max_grad_norm=cfg.max_grad_norm,
-        lr_scheduler_kwargs=dict(cfg.lr_scheduler_kwargs),
-        push_to_hub=cfg.push_to_hub,
-        hub_model_id=cfg.hub_model_id,
-        seed=cfg.seed,
-        max_length=max_length,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        # reentrant checkpointing loses the gradient when only LoRA adapters train (frozen inputs)
-        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
-        packing=cfg.packing,  # TRL's default strategy (bfd) is padding-free: one flat row per batch
-        # the rows come tokenized, labelled, cut to max_length and without fully masked rows
-        dataset_kwargs={"skip_prepare_dataset": True} if not cfg.packing else None,
-        train_sampling_strategy="group_by_length" if _group_by_length(cfg) else "random",
-        use_liger_kernel=liger,
-        bf16=dtype == torch.bfloat16,  # never bf16 on a CPU: TrainingArguments refuses it there
-        fp16=False,
-        use_cpu=not on_gpu,
-        disable_tqdm=True,  # _quiet_logs prints progress instead
-    )
-    settings.update(_trl_extra(cfg.trl))  # the recipe's own SFTConfig arguments win
-    if settings.get("dataset_num_proc"):  # a recipe written for a 48-core node, run on a laptop
-        settings["dataset_num_proc"] = min(settings["dataset_num_proc"], os.cpu_count() or 1)
-    args = SFTConfig(**settings)
+    model, attention, liger = _load_student(path, kwargs, tokenizer, student, cfg, max_length, dtype, on_gpu)
+    peft_config = _lora(cfg, student, kwargs)
+    args = SFTConfig(**_sft_settings(cfg, stage, max_length, dtype, on_gpu, liger))
     grouped = args.train_sampling_strategy == "group_by_length"  # train.trl may have said otherwise
     trainer = _sft_trainer(grouped)(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
     )
     counts = _supervised_counts(trainer.train_dataset)
-    if sum(counts) == 0:
-        raise UserError(
-            f"no supervised tokens in {plural(dataset.num_rows, 'row')}: every assistant turn falls beyond "
-            f"max_length={max_length}; raise train.max_length"
-        )
-    console.print(
-        f"train: {dataset.num_rows} conversations, {sum(counts)} supervised tokens"
-        + (f" ({plural(empty, 'more row')} left out: the prompt alone fills max_length={max_length})" if empty else "")
-        + f", {cfg.method} on {student.name} in {str(dtype).removeprefix('torch.')}, {attention} attention"
-        + (", packed" if cfg.packing else "") + (", batches grouped by length" if grouped else "")
-        + (", Liger kernels" if liger else "")
-    )
+    _announce(dataset, counts, empty, max_length, cfg, student, dtype, attention, grouped, liger)
     _quiet_logs(trainer)
     padding = _count_padding(trainer)
     if checkpoint is not None:
@@ -435,6 +212,165 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
     }
     if not main:  # under accelerate: the other processes' counts are their own batches; rank 0 writes
         return summary
+    _write_outputs(stage, summary_path, summary, padding, trainer, student, merge)
+    return summary
+
+
+def _data_folder(cfg, data: Path | None, out: Path) -> Path | None:
+    """The filtered rows to train on: `data`, the run folder's own filter output, or None when
+    the recipe names its own `train.data`."""
+    if data is None and not cfg.data and (Path(out) / "filtered").is_dir():
+        data = Path(out)  # the run folder's own filter output (refused below while unfinished)
+    if data is None and not cfg.data:
+        raise ConfigError("no training data: run `distill filter --out RUN` first, give --data IN (a run folder, "
+                          "or Parquet with `messages`), or name it in the recipe (train.data, or dataset_name)")
+    folder = shards.input_folder(data, "filtered", "filter") if data is not None else None
+    return folder
+
+
+def _already_trained(recipe: Recipe, out: Path, merge: bool, max_length: int) -> dict:
+    """A complete stage: its summary, merged now when asked and not done before."""
+    student, stage = recipe.student, Path(out) / STAGE
+    summary_path = stage / SUMMARY
+    runfolder.claim(Path(out), recipe, "train", started=True)
+    summary = json.loads(summary_path.read_text())
+    if merge and not (stage / "merged").is_dir():
+        _merge(stage, student, max_length=max_length)
+    console.print(f"train: {stage} is complete; skipping")
+    return summary
+
+
+def _claim(recipe: Recipe, out: Path, stage: Path, resume: bool) -> Path | None:
+    """Claim the run folder for training; the checkpoint to resume from (refused without --resume)."""
+    checkpoint = last_checkpoint(stage)
+    if checkpoint is not None and not resume:
+        raise UserError(
+            f"{checkpoint.parent}: an interrupted run left {checkpoint.name}; rerun with --resume to continue "
+            f"from it, or delete {checkpoint.parent} to start over"
+        )
+    runfolder.claim(Path(out), recipe, "train", started=checkpoint is not None)
+    return checkpoint
+
+
+def _say_prepared(unmatched: int, overlong: int, cfg, max_length: int) -> None:
+    if unmatched:
+        console.print(f"train: the chat template rewrites earlier answers once later turns follow, so "
+                      f"{plural(unmatched, 'earlier assistant turn')} carry no loss")
+    if overlong:
+        console.print(f"train: {plural(overlong, 'conversation')} longer than max_length={max_length}: "
+                      + ("dropped" if cfg.overlong == "drop" else "truncated (train.overlong: drop drops them)"))
+
+
+def _load_student(path, kwargs: dict, tokenizer, student, cfg, max_length: int, dtype, on_gpu: bool):
+    """The student's weights as the recipe trains them (4-bit for qlora, the card's RoPE settings,
+    the attention implementation); returns (model, attention, liger)."""
+    from transformers import AutoModelForCausalLM
+
+    load = dict(kwargs)
+    if cfg.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        load["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=cfg.qlora_double_quant,
+            bnb_4bit_compute_dtype=dtype
+        )
+    rope = rope_overrides(path, kwargs, student, max_length)
+    if rope:
+        config = rope["config"]
+        console.print(f"train: RoPE {config.rope_parameters}, max_position_embeddings {config.max_position_embeddings} "
+                      "from the student card" + (" (load the adapter on a base with the same settings, or use --merge, "
+                                                 "whose config.json keeps them)" if cfg.method != "full" else ""))
+    load.update(rope)
+    attention = train_options.attention(cfg, on_gpu)
+    liger = train_options.liger(cfg, on_gpu)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attention, **load)
+    _align_eos(model, tokenizer)
+    if (warning := context_warning(model.config, max_length, student)) is not None:
+        console.print(warning)
+    return model, attention, liger
+
+
+def _lora(cfg, student, kwargs: dict):
+    """The peft LoraConfig for lora and qlora; None for full fine-tuning."""
+    peft_config = None
+    if cfg.method in ("lora", "qlora"):
+        from peft import LoraConfig
+
+        targets = cfg.lora_target_modules or student.lora_target_modules
+        peft_config = LoraConfig(
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=targets if isinstance(targets, str) else list(targets),
+            task_type="CAUSAL_LM",
+            revision=kwargs.get("revision"),  # recorded in adapter_config.json: a merge or eval loads this base
+        )
+    return peft_config
+
+
+def _sft_settings(cfg, stage: Path, max_length: int, dtype, on_gpu: bool, liger: bool) -> dict:
+    """TRL's SFTConfig arguments: the recipe's train section, then its own `train.trl` ones."""
+    import torch
+
+    settings = dict(
+        output_dir=str(stage / "checkpoints"),
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float below 1 is a ratio of total steps
+        weight_decay=cfg.weight_decay,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        report_to=list(cfg.report_to) or "none",
+        max_grad_norm=cfg.max_grad_norm,
+        lr_scheduler_kwargs=dict(cfg.lr_scheduler_kwargs),
+        push_to_hub=cfg.push_to_hub,
+        hub_model_id=cfg.hub_model_id,
+        seed=cfg.seed,
+        max_length=max_length,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        # reentrant checkpointing loses the gradient when only LoRA adapters train (frozen inputs)
+        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        packing=cfg.packing,  # TRL's default strategy (bfd) is padding-free: one flat row per batch
+        # the rows come tokenized, labelled, cut to max_length and without fully masked rows
+        dataset_kwargs={"skip_prepare_dataset": True} if not cfg.packing else None,
+        train_sampling_strategy="group_by_length" if _group_by_length(cfg) else "random",
+        use_liger_kernel=liger,
+        bf16=dtype == torch.bfloat16,  # never bf16 on a CPU: TrainingArguments refuses it there
+        fp16=False,
+        use_cpu=not on_gpu,
+        disable_tqdm=True,  # _quiet_logs prints progress instead
+    )
+    settings.update(_trl_extra(cfg.trl))  # the recipe's own SFTConfig arguments win
+    if settings.get("dataset_num_proc"):  # a recipe written for a 48-core node, run on a laptop
+        settings["dataset_num_proc"] = min(settings["dataset_num_proc"], os.cpu_count() or 1)
+    return settings
+
+
+def _announce(dataset, counts: list[int], empty: int, max_length: int, cfg, student, dtype, attention: str,
+              grouped: bool, liger: bool) -> None:
+    """Stop when no token carries loss; otherwise one line saying what is about to train."""
+    if sum(counts) == 0:
+        raise UserError(
+            f"no supervised tokens in {plural(dataset.num_rows, 'row')}: every assistant turn falls beyond "
+            f"max_length={max_length}; raise train.max_length"
+        )
+    console.print(
+        f"train: {dataset.num_rows} conversations, {sum(counts)} supervised tokens"
+        + (f" ({plural(empty, 'more row')} left out: the prompt alone fills max_length={max_length})" if empty else "")
+        + f", {cfg.method} on {student.name} in {str(dtype).removeprefix('torch.')}, {attention} attention"
+        + (", packed" if cfg.packing else "") + (", batches grouped by length" if grouped else "")
+        + (", Liger kernels" if liger else "")
+    )
+
+
+def _write_outputs(stage: Path, summary_path: Path, summary: dict, padding: dict, trainer, student, merge: bool) -> None:
+    """Rank 0: the log, the loss plot, the merged weights when asked, the summary last."""
     if padding["tokens"]:
         console.print(f"train: padding waste {100 * summary['padding_waste']:.1f}% of the batch tokens")
     shards.write_json(stage / "train_log.json", trainer.state.log_history)
@@ -442,79 +378,3 @@ def run_train(recipe: Recipe, data: Path | None, out: Path, merge: bool = False,
     if merge:
         _merge(stage, student, trainer.model)
     shards.write_json(summary_path, summary)  # last: its presence means the stage is complete
-    return summary
-
-
-def _loss_plot(stage: Path, history: list[dict]) -> str:
-    """student/loss.png: the training loss per logged step."""
-    from matplotlib.figure import Figure  # renders with Agg: no display, no pyplot state
-
-    points = [(e["step"], e["loss"]) for e in history if "loss" in e and "step" in e]
-    fig = Figure(figsize=(7, 4), dpi=100)
-    ax = fig.subplots()
-    if points:
-        ax.plot(*zip(*points), marker="." if len(points) < 50 else None)
-    ax.set_title("Training loss")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss")
-    fig.tight_layout()
-    fig.savefig(stage / "loss.png")
-    return "loss.png"
-
-
-def _quiet_logs(trainer) -> None:
-    """Replace the trainer's per-step log dicts with about ten compact lines."""
-    from transformers import PrinterCallback, ProgressCallback, TrainerCallback
-
-    import time
-
-    from ..ui import duration
-
-    class Report(TrainerCallback):
-        started = (0.0, 0)  # (clock, step) when this process began training: a resumed run counts from there
-        shown = -1  # the last tenth of the run a line was printed for
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            Report.started = (time.monotonic(), state.global_step)
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            # a line each time the run passes another tenth of its steps (whatever logging_steps is)
-            tenth = state.global_step * 10 // max(1, state.max_steps)
-            if logs and "loss" in logs and (tenth > Report.shown or state.global_step == state.max_steps):
-                Report.shown = tenth
-                clock, first = Report.started
-                elapsed, done = time.monotonic() - clock, state.global_step - first
-                eta = duration(elapsed / done * (state.max_steps - state.global_step)) if done > 0 else "?"
-                console.print(
-                    f"  step {state.global_step}/{state.max_steps}  loss {float(logs['loss']):.4f}  "
-                    f"lr {float(logs.get('learning_rate', 0)):.2e}  {duration(elapsed)}, ETA {eta}"
-                )
-
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(Report())
-
-
-def _merge(stage: Path, student, model=None, max_length: int | None = None) -> None:
-    """Write adapter + base merged into plain weights at `stage/merged`."""
-    merged = stage / "merged"
-    if not (stage / "adapter_config.json").is_file():
-        console.print("train: full fine-tuning already wrote plain weights; nothing to merge")
-        return
-    from peft import PeftModel
-
-    if model is None:
-        from transformers import AutoModelForCausalLM
-
-        # the base as the card names it (its pinned revision, and the RoPE settings it trained
-        # with, which the adapter does not record)
-        path, kwargs = models.load_args(student)
-        rope = rope_overrides(path, kwargs, student, max_length or student.max_length)
-        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(path, **kwargs, **rope), str(stage))
-    model.merge_and_unload().save_pretrained(str(merged))
-    from transformers import AutoTokenizer, GenerationConfig
-
-    AutoTokenizer.from_pretrained(str(stage)).save_pretrained(str(merged))
-    if (stage / "generation_config.json").is_file():  # the aligned EOS, not the base model's
-        GenerationConfig.from_pretrained(str(stage)).save_pretrained(str(merged))
-    console.print(f"train: merged weights in {merged}")

@@ -373,7 +373,7 @@ def test_cli_exports_and_stays_light(run, tmp_path):
     result = run_cli("export", run, "--format", "jsonl", "--out", tmp_path / "out")
     assert result.returncode == 0 and f"export: 8 kept rows in {tmp_path / 'out'} (jsonl: data/train.jsonl" in result.stdout
     # importing the export path loads neither torch nor datasets nor huggingface_hub
-    probe = subprocess.run([sys.executable, "-c", "import sys, distill.cli, distill.export; "
+    probe = subprocess.run([sys.executable, "-c", "import sys, distill.cli, distill.look.export; "
                             "print(sorted(m for m in ('torch', 'datasets', 'huggingface_hub') if m in sys.modules))"],
                            capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert probe.stdout.strip() == "[]"

@@ -39,7 +39,7 @@ def gsm8k_problems(prompts: int) -> list[str]:
 
 
 def vllm_env() -> None:
-    from distill.backends.vllm import _environment
+    from distill.generate.backends.vllm import _environment
 
     _environment()
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count()))
@@ -60,8 +60,8 @@ def generate_timed(recipe, out: Path) -> tuple[int, float]:
     shard planning excluded): (completion tokens, seconds)."""
     import time
 
-    from distill import backends
-    from distill.generate import run_generate
+    from distill.generate import backends
+    from distill.generate.stage import run_generate
 
     timing = {}
     real_open = backends.open_backend

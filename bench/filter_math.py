@@ -88,7 +88,7 @@ FORKSERVER_CPU: list[float] = []
 def _count_worker_cpu() -> None:
     """Record each verifier worker's CPU time as the pool closes: rows per worker CPU-second is
     what shows whether the work itself scales with cores, whatever else shares them."""
-    from distill.verify import pool
+    from distill.filter.verify import pool
 
     close = pool.VerifyPool.close
     if getattr(close, "counting", False):
@@ -113,7 +113,7 @@ def _count_worker_cpu() -> None:
 
 
 def ours(folder: Path, out: Path, workers: int, checks: str) -> tuple[float, dict]:
-    from distill.filter import run_filter
+    from distill.filter.stage import run_filter
     from distill.recipes import load_recipe
 
     _count_worker_cpu()

@@ -27,7 +27,7 @@ from filter_math import labelled_rows  # noqa: E402
 CHILD = r"""
 import resource, sys, time
 from pathlib import Path
-from distill.filter import run_filter
+from distill.filter.stage import run_filter
 from distill.recipes import load_recipe
 src, out, target = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 start = time.perf_counter()

@@ -77,7 +77,7 @@ def serve_smollm2() -> tuple[subprocess.Popen, str, int]:
 
 
 def ours(url: str, args, out: Path) -> tuple[int, float]:
-    from distill.generate import run_generate
+    from distill.generate.stage import run_generate
 
     recipe = bench_recipe(args.prompts, args.n, args.max_tokens, "openai")
     engine = {"base_url": url, "concurrency": args.concurrency, "timeout": 600}

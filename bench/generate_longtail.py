@@ -61,9 +61,10 @@ def per_shard(args, recipe, out: Path) -> tuple[int, float, dict]:
     from vllm.inputs import TokensPrompt
     from vllm.platforms import current_platform
 
-    from distill import backends, models
-    from distill.backends.vllm import engine_args
-    from distill.generate import settings_for
+    from distill.generate import backends
+    from distill import models
+    from distill.generate.backends.vllm import engine_args
+    from distill.generate.stage import settings_for
     from distill.prompting import prompt_messages
     from distill.sources import load_prompts
 

@@ -199,7 +199,7 @@ def run_distill(model_dir: Path, convs, work: Path, a) -> dict:
     import yaml
 
     from distill.recipes import load_recipe
-    from distill.train import run_train
+    from distill.train.stage import run_train
     from train_trl import write_filtered  # bench/ is on sys.path when a bench script runs
 
     folder = work / "filtered"
@@ -218,7 +218,7 @@ def run_distill_choice() -> dict:
     """distill's attention and Liger choice for this machine, for a TRL side that runs first."""
     import torch
 
-    from distill import train_options
+    from distill.train import train_options
     from distill.config import TrainConfig
 
     on_gpu = torch.cuda.is_available()

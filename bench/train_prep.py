@@ -61,7 +61,7 @@ def main() -> None:
     from distill import models
     from distill.config import TeacherCard, TrainConfig
     from distill.recipes import load_card
-    from distill.train import _prepare, _sft_trainer
+    from distill.train.stage import _prepare, _sft_trainer
 
     datasets.disable_progress_bars()
     source = models.resolve(load_card(TeacherCard, "smollm2-135m-instruct"))

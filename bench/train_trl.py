@@ -56,7 +56,7 @@ def write_filtered(folder: Path, convs: list[list[dict]]) -> None:
 
 def run_distill(folder: Path, out: Path, steps: int, extra: list[str]) -> dict:
     from distill.recipes import load_recipe
-    from distill.train import run_train
+    from distill.train.stage import run_train
 
     sets = ["student=smollm2-135m", f"train.max_steps={steps}", f"train.batch_size={SETTINGS['batch_size']}",
             f"train.max_length={SETTINGS['max_length']}", f"train.lora_r={SETTINGS['lora_r']}",

@@ -133,14 +133,14 @@ def generate(
     """Have the teacher write traces into OUT/traces (sharded Parquet, resumable)."""
 
     def body() -> None:
-        from .generate import run_generate
+        from .generate.stage import run_generate
         from .ui import console, plural
 
         _check_out(out)
         overrides = list(sets or []) + ([f"generate.max_cost={max_cost}"] if max_cost is not None else [])
         resolved = _recipe(recipe, overrides, limit)
         if data_parallel != 1:
-            from .launch import data_parallel as launch
+            from .generate.launch import data_parallel as launch
 
             if world_size != 1:
                 raise ConfigError("--data-parallel and --world-size do not combine; use one of them")
@@ -180,7 +180,7 @@ def filter_(
     """Verify traces: kept rows with `messages` in OUT/filtered, rejects with their reason."""
 
     def body() -> None:
-        from .filter import print_report, run_filter
+        from .filter.stage import print_report, run_filter
         from .ui import console, plural
 
         _check_out(out)
@@ -188,7 +188,7 @@ def filter_(
         if source is None and (fmt is not None or columns is not None):
             raise ConfigError("--format and --columns need IN: the published dataset to read")
         if fmt is not None or columns is not None:  # a published dataset: converted first, then filtered unchanged
-            from .convert import convert_published
+            from .filter.convert import convert_published
 
             traces = convert_published(str(source), out, fmt, columns, teacher, subset, split,
                                        resolved.generate.shard_size, resolved.generate.limit)
@@ -196,7 +196,7 @@ def filter_(
             raise ConfigError("--teacher, --subset and --split go with --format NAME or --columns MAP")
         result = run_filter(resolved, traces, out, rank=rank, world_size=world_size)
         if result["complete"]:
-            from .report import waste
+            from .filter.report import waste
 
             print_report(result)
             console.print(f"filtered: {plural(result['kept'], 'row')} in {out / 'filtered' / 'data'}")
@@ -235,13 +235,13 @@ def train(
     training YAML, read as it is (--set then changes its own keys, e.g. --set max_steps=2)."""
 
     def body() -> None:
-        from .train import run_train
+        from .train.stage import run_train
         from .ui import console, plural
 
         _check_out(out)
         if accelerate is not None:  # the same command, minus these two options, in N processes
-            from .accelerate_launch import relaunch
-            from .train import check_config
+            from .train.accelerate_launch import relaunch
+            from .train.stage import check_config
 
             check_config(_recipe(recipe, sets))  # a bad recipe or setting fails here once, not in every process
             args = ["--recipe", recipe, "--out", str(out)] + (["--data", str(data)] if data is not None else [])
@@ -253,7 +253,7 @@ def train(
             raise ConfigError("--num-processes needs --accelerate CONFIG (ddp, zero2, zero3, fsdp or a YAML path)")
 
         summary = run_train(_recipe(recipe, sets), data, out, merge=merge, resume=resume)
-        from .accelerate_launch import is_main_process
+        from .train.accelerate_launch import is_main_process
 
         if not is_main_process():  # one of N processes under accelerate: rank 0 reports
             return
@@ -309,9 +309,9 @@ def eval_(
     """Score a model on benchmarks the R1 way: pass@1 ± SE over n samples, cons@n (OUT/eval)."""
 
     def body() -> None:
-        from . import benchmarks, evalmodel
-        from .eval import plan, run_eval
-        from .evalscore import print_scores
+        from .eval import benchmarks, evalmodel
+        from .eval.stage import plan, run_eval
+        from .eval.evalscore import print_scores
 
         _check_out(out)
         for flag, value in (("--n", n), ("--limit", limit), ("--max-tokens", max_tokens)):
@@ -345,7 +345,7 @@ def export(
     """Export a run's rows as a dataset with a card that records how they were made."""
 
     def body() -> None:
-        from .export import run_export
+        from .look.export import run_export
         from .ui import console
 
         result = run_export(source, out, fmt, rows=rows, push_to_hub=push_to_hub, private=private)
@@ -375,13 +375,13 @@ def inspect_(
 
     def body() -> None:
         if sample is not None:
-            from .samples import pick, print_samples
+            from .look.samples import pick, print_samples
 
             print_samples(*pick(path, sample, source, seed or 0), full=full)
             return
         if source is not None or full or seed is not None:
             raise ConfigError("--from, --seed and --full go with --sample N")
-        from .inspect import print_summary, summarize
+        from .look.inspect import print_summary, summarize
         from .ui import console
 
         summary = summarize(path)

@@ -9,11 +9,11 @@ from . import shards
 from .config import Recipe
 from .errors import UserError
 from .metrics import difference
-from .filter import STAGE as FILTERED, check_config as check_filter, run_filter
-from .generate import STAGE as TRACES, run_generate, settings_for
-from .report import waste
+from .filter.stage import STAGE as FILTERED, check_config as check_filter, run_filter
+from .generate.stage import STAGE as TRACES, run_generate, settings_for
+from .filter.report import waste
 from .runfolder import BASE
-from .train import STAGE as STUDENT, SUMMARY, check_config as check_train, run_train
+from .train.stage import STAGE as STUDENT, SUMMARY, check_config as check_train, run_train
 from .ui import console, plural
 
 
@@ -58,9 +58,10 @@ def run_pipeline(recipe: Recipe, out: Path, merge: bool = False) -> dict:
 def check_eval(recipe: Recipe) -> dict[str, list[dict]]:
     """The eval section, checked before generation starts rather than after training: its
     benchmarks exist, can be scored and load (hub copies included), and vLLM knows its engine keys."""
-    from . import backends, benchmarks
+    from .generate import backends
+    from .eval import benchmarks
     from .errors import ConfigError
-    from .eval import pick
+    from .eval.stage import pick
 
     cfg = recipe.eval
     try:  # small; a gated or offline hub copy fails now, and eval scores these very rows later
@@ -68,7 +69,7 @@ def check_eval(recipe: Recipe) -> dict[str, list[dict]]:
     except ConfigError as e:
         raise ConfigError(f"recipe '{recipe.name}': eval.benchmarks: {e}") from None
     if cfg.benchmarks and cfg.engine and cfg.backend in ("auto", "vllm") and backends.vllm_usable():
-        from .backends.vllm import check_engine_keys
+        from .generate.backends.vllm import check_engine_keys
 
         check_engine_keys(cfg.engine, f"recipe '{recipe.name}': eval.engine")
     return problems
@@ -76,7 +77,7 @@ def check_eval(recipe: Recipe) -> dict[str, list[dict]]:
 
 def _evaluate(recipe: Recipe, out: Path, problems: dict[str, list[dict]], skipped: list[str]) -> dict:
     """The trained student (OUT/student: adapter or full weights) on the recipe's benchmarks."""
-    from . import evalmodel
+    from .eval import evalmodel
 
     return _score(evalmodel.resolve(str(out)), recipe, out, out, "eval", problems, skipped)
 
@@ -84,7 +85,7 @@ def _evaluate(recipe: Recipe, out: Path, problems: dict[str, list[dict]], skippe
 def _evaluate_base(recipe: Recipe, out: Path, problems: dict[str, list[dict]], skipped: list[str]) -> dict:
     """The student as the recipe names it, untrained (no adapter, its own weights), on the same
     benchmarks with the same settings, into OUT/base/eval: the score training started from."""
-    from . import evalmodel
+    from .eval import evalmodel
     from .runfolder import BASE
 
     model = evalmodel.EvalModel(evalmodel.from_student(recipe.student))
@@ -95,8 +96,8 @@ def _score(model, recipe: Recipe, out: Path, where: Path, stage: str, problems: 
            skipped: list[str]) -> dict:
     """Evaluate `model` into `where`/eval, or read its scores when they are there already."""
     from . import runfolder
-    from .eval import EVAL, is_complete, plan_recipe, run_eval
-    from .evalscore import read_scores
+    from .eval.evalscore import EVAL, read_scores
+    from .eval.stage import is_complete, plan_recipe, run_eval
 
     p = plan_recipe(model, recipe.eval)
     runfolder.claim(out, recipe, stage, started=(where / EVAL).is_dir())

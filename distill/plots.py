@@ -1,4 +1,4 @@
-"""`distill inspect`'s PNG plots, from the summary that distill/inspect.py reads.
+"""`distill inspect`'s PNG plots, from the summary that distill/look/inspect.py reads.
 
 Each plot is a function that returns a matplotlib Figure (never pyplot: no global state, no
 display), so a test can read back its title and the plotted values; `write_plots` saves the
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import shards
-from .errors import UserError
+from .. import shards
+from ..errors import UserError
 
 COLOURS = {"kept": "tab:green", "rejected": "tab:red", "traces": "tab:blue"}
 

@@ -18,7 +18,7 @@ from helpers import run_cli, trace, write_traces
 
 from distill import schema, shards
 from distill.errors import ConfigError
-from distill.verify.choice import check_choice
+from distill.filter.verify.choice import check_choice
 
 
 def _one_line(result, code: int) -> str:
@@ -199,7 +199,7 @@ def test_export_of_a_run_that_kept_no_rows(tmp_path):
 
 
 def test_student_card_mistakes_are_config_errors():
-    from distill.student import check_template
+    from distill.train.student import check_template
 
     class Tokenizer:
         chat_template = "{{ raise_exception('broken') }}"

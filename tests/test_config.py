@@ -225,9 +225,9 @@ def test_version():
 
 
 def test_big_teacher_cards_carry_their_engine_settings():
-    from distill.backends.openai import endpoint_for
-    from distill.backends.vllm import engine_args
-    from distill.launch import gpus_per_engine
+    from distill.generate.backends.openai import endpoint_for
+    from distill.generate.backends.vllm import engine_args
+    from distill.generate.launch import gpus_per_engine
 
     r1 = load_card(TeacherCard, "deepseek-r1")
     args = engine_args(r1, r1.model, {"revision": "main"}, seed=0, on_cpu=False)

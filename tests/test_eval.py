@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import ROOT, kill_9, run_cli, start_cli, wait_for_done, write_yaml
 
-from distill import metrics, references
+from distill import metrics
+from distill.eval import references
 from distill.metrics import Sample
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -245,7 +246,7 @@ def test_bad_input_is_one_line(tmp_path, bench_files):
 def test_gpqa_from_the_hub_without_access_says_it_is_gated(monkeypatch):
     import datasets
 
-    from distill import benchmarks
+    from distill.eval import benchmarks
     from distill.config import DatasetCard
     from distill.errors import UserError
     from distill.recipes import load_card
@@ -272,7 +273,7 @@ def test_gpqa_from_the_hub_without_access_says_it_is_gated(monkeypatch):
 def test_gpqa_hub_layout_gets_shuffled_lettered_options(monkeypatch):
     import datasets
 
-    from distill import benchmarks
+    from distill.eval import benchmarks
     from distill.config import DatasetCard
     from distill.recipes import load_card
 
@@ -291,7 +292,7 @@ def test_gpqa_hub_layout_gets_shuffled_lettered_options(monkeypatch):
 
 
 def test_bundled_benchmark_cards_load_from_local_copies():
-    from distill import benchmarks
+    from distill.eval import benchmarks
     from distill.config import DatasetCard
     from distill.recipes import load_card
 
@@ -498,8 +499,8 @@ def test_eval_over_http_sends_the_r1_protocol(tmp_path, bench_files):
 def test_verdicts_come_from_the_filters_checks_and_truncated_samples_are_wrong():
     from helpers import trace
 
-    from distill.evalscore import _verify, summarize
-    from distill.verify.pool import VerifyPool
+    from distill.eval.evalscore import _verify, summarize
+    from distill.filter.verify.pool import VerifyPool
 
     rows = [
         trace("p1", "18", "<think>\nsum\n</think>\n\nSo \\boxed{17}.", sample_idx=0),
@@ -530,7 +531,7 @@ def test_verdicts_come_from_the_filters_checks_and_truncated_samples_are_wrong()
 
 
 def test_model_specs_resolve_to_what_the_engines_load(tmp_path, tiny_qwen2, tiny_adapter):
-    from distill import evalmodel
+    from distill.eval import evalmodel
     from distill.errors import UserError
 
     teacher = evalmodel.resolve("smollm2-135m-instruct")

@@ -17,11 +17,12 @@ import pytest
 import yaml
 from helpers import ROOT, run_cli, trace, write_traces
 
-from distill import hub, shards
+from distill.look import hub
+from distill import shards
 from distill.errors import ConfigError, UserError
-from distill.export import run_export
-from distill.filter import run_filter
-from distill.generate import run_generate
+from distill.look.export import run_export
+from distill.filter.stage import run_filter
+from distill.generate.stage import run_generate
 from distill.recipes import load_recipe, to_dict
 
 SETTINGS = ["generate.backend=fake", "data.0.limit=9", "generate.shard_size=3", "generate.n=2", "filter.workers=1"]
@@ -247,7 +248,7 @@ def test_rerun_replaces_an_earlier_export_whole(run, tmp_path, monkeypatch):
     assert not (out / "data" / "train.jsonl").exists() and len(list((out / "data").glob("*.parquet"))) == 3
     # a failure while building leaves the earlier export as it was, and no build folder behind
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    from distill import provenance
+    from distill.look import provenance
 
     monkeypatch.setattr(provenance, "card", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
@@ -260,7 +261,7 @@ def test_kill_9_mid_export_leaves_the_earlier_export(run, tmp_path):
     out = tmp_path / "out"
     run_export(run, out, "parquet")
     before = sorted(p.name for p in (out / "data").iterdir())
-    script = ("import os, signal, sys; from distill import export, provenance; "
+    script = ("import os, signal, sys; from distill.look import export, provenance; "
               "provenance.card = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL); "
               f"export.run_export({str(run)!r}, {str(out)!r}, 'jsonl')")
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -372,7 +373,7 @@ def test_cli_exports_and_stays_light(run, tmp_path):
     result = run_cli("export", run, "--format", "jsonl", "--out", tmp_path / "out")
     assert result.returncode == 0 and f"export: 8 kept rows in {tmp_path / 'out'} (jsonl: data/train.jsonl" in result.stdout
     # importing the export path loads neither torch nor datasets nor huggingface_hub
-    probe = subprocess.run([sys.executable, "-c", "import sys, distill.cli, distill.export; "
+    probe = subprocess.run([sys.executable, "-c", "import sys, distill.cli, distill.look.export; "
                             "print(sorted(m for m in ('torch', 'datasets', 'huggingface_hub') if m in sys.modules))"],
                            capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert probe.stdout.strip() == "[]"

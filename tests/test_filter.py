@@ -12,7 +12,7 @@ from helpers import run_cli, trace, write_traces
 from distill import shards
 from distill.recipes import load_recipe
 from distill.errors import UserError
-from distill.filter import run_filter
+from distill.filter.stage import run_filter
 
 # (row, expected reject reason or None for kept)
 LABELLED = [
@@ -143,7 +143,7 @@ def test_cli_prints_the_table(tmp_path, traces):
 
 
 def test_rows_the_pool_never_answers_are_not_kept():
-    from distill.filter import _verify_shard
+    from distill.filter.stage import _verify_shard
 
     class SilentPool:  # a broken pool that yields nothing
         def imap(self, tasks):

@@ -10,9 +10,9 @@ import pyarrow.dataset as pads
 import pytest
 from helpers import ROOT, run_cli, trace, write_traces
 
-from distill import filter as filter_mod
+from distill.filter import stage as filter_mod
 from distill import shards
-from distill.filter import run_filter
+from distill.filter.stage import run_filter
 from distill.recipes import load_recipe
 
 SHARED = ROOT.parent / "shared" / "data"

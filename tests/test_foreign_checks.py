@@ -70,7 +70,7 @@ def test_published_values_keep_their_meaning(tmp_path):
 
 
 def test_liger_is_opt_in():
-    from distill import train_options
+    from distill.train import train_options
 
     assert train_options.liger(TrainConfig(), on_gpu=True) is False  # never switched on by itself
 
@@ -126,7 +126,7 @@ def test_dataset_dir_mistakes_name_their_cause(tmp_path):
 def test_llamafactory_data_as_llamafactory_converts_it(tmp_path):
     """alpaca: instruction and input joined by a newline, history as earlier turns, system;
     sharegpt: tags, a first system turn, and rows whose roles do not alternate skipped."""
-    from distill.sftdata import load_conversations
+    from distill.train.sftdata import load_conversations
 
     data = _info(tmp_path, {
         "al": {"file_name": "al.json", "columns": {"prompt": "instruction", "query": "input", "response": "output",
@@ -163,7 +163,7 @@ def test_bad_rows_cost_themselves_and_strings_are_one_line(tmp_path):
     """A null content is not trained as the text "None"; a `messages` column of plain strings is one line."""
     from distill.config import TrainData
     from distill.errors import UserError
-    from distill.sftdata import load_conversations
+    from distill.train.sftdata import load_conversations
 
     good = {"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]}
     null = {"messages": [{"role": "user", "content": None}, {"role": "assistant", "content": "A"}]}
@@ -177,7 +177,7 @@ def test_bad_rows_cost_themselves_and_strings_are_one_line(tmp_path):
 def test_media_columns_are_refused_not_dropped(tmp_path):
     from distill.config import TrainData
     from distill.errors import UserError
-    from distill.sftdata import load_conversations
+    from distill.train.sftdata import load_conversations
 
     row = {"messages": [{"role": "user", "content": "What is shown?"}, {"role": "assistant", "content": "A cat."}],
            "images": ["cat.png"]}

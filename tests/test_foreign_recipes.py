@@ -386,7 +386,7 @@ def test_quickstart_still_reads_as_distills_own():
 
 def test_training_data_layouts_become_messages(tmp_path):
     from distill.config import TrainData
-    from distill.sftdata import load_conversations
+    from distill.train.sftdata import load_conversations
 
     share = _jsonl(tmp_path / "share.jsonl", [{
         "system": "Think first.",

@@ -12,7 +12,7 @@ from helpers import kill_9, run_cli, start_cli, wait_for_done
 from distill import shards
 from distill.recipes import load_recipe
 from distill.errors import ConfigError, UserError
-from distill.generate import run_generate
+from distill.generate.stage import run_generate
 
 
 def fake_recipe(*extra: str):
@@ -162,7 +162,7 @@ def test_data_parallel_runs_ranks_as_processes(tmp_path):
 
 
 def test_a_different_engine_under_the_same_recipe_is_refused(tmp_path, monkeypatch):
-    from distill import backends
+    from distill.generate import backends
 
     monkeypatch.setitem(backends.BACKENDS, "fake2", backends.BACKENDS["fake"])
     run_generate(fake_recipe(), tmp_path)

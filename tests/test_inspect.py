@@ -12,9 +12,9 @@ from helpers import run_cli, trace, write_yaml
 
 from distill import schema, shards
 from distill.errors import UserError
-from distill.inspect import summarize
+from distill.look.inspect import summarize
 from distill.plots import figures
-from distill.report import build_report
+from distill.filter.report import build_report
 
 WIDE = {"COLUMNS": "200"}  # rich wraps at 80 columns in a pipe; keep each line of a trace whole
 
@@ -377,7 +377,7 @@ def test_help_imports_neither_matplotlib_nor_torch():
 
     code = ("import sys; from typer.testing import CliRunner; from distill.cli import app; "
             "r = CliRunner().invoke(app, ['inspect', '--help']); assert '--sample' in r.output, r.output; "
-            "import distill.inspect, distill.samples; "
+            "import distill.look.inspect, distill.look.samples; "
             "print(sorted(m for m in ('matplotlib', 'torch') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -390,8 +390,8 @@ def test_help_imports_neither_matplotlib_nor_torch():
 def test_folder_written_by_the_real_stages(tmp_path):
     """generate (the fake teacher) → filter (math-verify in its worker pool) → eval, then inspect:
     the summary says what the stages' own records say."""
-    from distill.filter import run_filter
-    from distill.generate import run_generate
+    from distill.filter.stage import run_filter
+    from distill.generate.stage import run_generate
     from distill.recipes import load_recipe
 
     run = tmp_path / "run"
@@ -497,7 +497,7 @@ def test_filter_lengths_histograms_are_outlines_in_the_legends_colours():
     """Two translucent fills overlapped into a third colour the legend lacked: outlines do not mix."""
     from matplotlib.colors import to_rgba
 
-    from distill.report import lengths_figure
+    from distill.filter.report import lengths_figure
 
     ax = lengths_figure(np.array([10.0, 12, 30]), np.array([11.0, 13, 50, 90])).axes[0]
     legend = {t.get_text(): h for t, h in zip(ax.get_legend().get_texts(), ax.get_legend().legend_handles)}

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from distill.config import FilterConfig
-from distill.filter import OPTION_KEYS, _verify_shard
-from distill.verify.pool import VerifyPool
+from distill.filter.stage import OPTION_KEYS, _verify_shard
+from distill.filter.verify.pool import VerifyPool
 
 KEEP = "kept"
 BOXED = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -193,7 +193,7 @@ def test_real_labelled_model_outputs_agree_with_their_graders(tmp_path):
     filter must agree with them at least as often as a plain math-verify loop does (799, 5,276)."""
     from helpers import write_traces
 
-    from distill.filter import run_filter
+    from distill.filter.stage import run_filter
     from distill.recipes import load_recipe
 
     rows, labels = [], {}

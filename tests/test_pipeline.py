@@ -19,7 +19,8 @@ KILL_IN_STAGE = r"""
 import os, signal, sys
 from pathlib import Path
 from transformers import TrainerCallback
-from distill import pipeline, shards, train
+from distill import pipeline, shards
+from distill.train import stage as train
 from distill.recipes import load_recipe
 
 recipe, out, stage, k = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])

@@ -14,7 +14,7 @@ from distill import cards
 from distill.config import StudentCard
 from distill.errors import ConfigError, UserError
 from distill.recipes import load_card, load_recipe
-from distill.student import check_template, context_warning, load_tokenizer, rope_overrides
+from distill.train.student import check_template, context_warning, load_tokenizer, rope_overrides
 
 # Which tiny architecture stands in for each bundled card. A new card must be added here, so that
 # no bundled card goes untested.
@@ -340,7 +340,7 @@ ROWS = [
 def test_distill_train_on_the_rope_300k_card(tiny_recipe, tiny_qwen2, tmp_path):
     """`distill train` with a bundled card pointed at a tiny local model: the card's template and
     EOS train the student, its RoPE base and context reach the merged model's config."""
-    from distill.filter import run_filter
+    from distill.filter.stage import run_filter
 
     write_traces(tmp_path / "traces_in", [ROWS])
     run_filter(load_recipe(None, ["filter.timeout=5"]), tmp_path / "traces_in", tmp_path / "run")

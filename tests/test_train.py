@@ -11,8 +11,8 @@ from helpers import run_cli, trace, write_traces
 from distill import schema, shards
 from distill.recipes import load_recipe
 from distill.errors import UserError
-from distill.filter import run_filter
-from distill.train import run_train
+from distill.filter.stage import run_filter
+from distill.train.stage import run_train
 
 ROWS = [
     trace("a", "72", "<think>\n48 + 24 = 72\n</think>\n\nThe answer is \\boxed{72}."),
@@ -89,7 +89,7 @@ def test_rows_without_supervised_tokens_are_left_out(tiny_recipe, tmp_path):
 def test_a_batch_without_supervised_tokens_stops_training():
     import torch
 
-    from distill.train import _count_padding
+    from distill.train.stage import _count_padding
 
     class Trainer:  # only what _count_padding touches: the collator the dataloader calls
         @staticmethod
@@ -151,7 +151,7 @@ KILL_AT_STEP = r"""
 import os, signal, sys
 from pathlib import Path
 from transformers import TrainerCallback
-from distill import train
+from distill.train import stage as train
 from distill.recipes import load_recipe
 
 class Kill(TrainerCallback):

@@ -11,9 +11,9 @@ from helpers import ROOT, run_cli, trace, write_filtered_varied, write_traces
 
 from distill.config import TrainConfig
 from distill.errors import ConfigError
-from distill.filter import run_filter
+from distill.filter.stage import run_filter
 from distill.recipes import load_recipe
-from distill.train import run_train
+from distill.train.stage import run_train
 
 ROWS = [
     trace("a", "72", "<think>\n48 + 24 = 72\n</think>\n\nThe answer is \\boxed{72}."),
@@ -138,7 +138,7 @@ def test_gradient_checkpointing_trains_lora(tiny_recipe, filtered_run):
 
 
 def test_attention_choice():
-    from distill import train_options
+    from distill.train import train_options
 
     assert train_options.attention(TrainConfig(), on_gpu=False) == "sdpa"
     assert train_options.attention(TrainConfig(attn_implementation="eager", packing=True), on_gpu=False) == "eager"
@@ -149,7 +149,7 @@ def test_attention_choice():
 
 
 def test_liger_choice():
-    from distill import train_options
+    from distill.train import train_options
 
     assert train_options.liger(TrainConfig(), on_gpu=False) is False
     assert train_options.liger(TrainConfig(liger=False), on_gpu=True) is False
@@ -161,7 +161,7 @@ def test_liger_choice():
 
 
 def test_liger_without_the_package_is_one_line(tiny_recipe, filtered_run):
-    from distill import train_options
+    from distill.train import train_options
 
     if train_options._imports("liger_kernel"):
         pytest.skip("liger-kernel is installed here")
@@ -201,7 +201,7 @@ def test_gpu_benchmark_runs_tiny_on_the_cpu(tmp_path, monkeypatch):
 def test_bundled_accelerate_configs_are_valid():
     import yaml
 
-    from distill.accelerate_launch import bundled, config_path
+    from distill.train.accelerate_launch import bundled, config_path
 
     assert bundled() == ["ddp", "fsdp", "zero2", "zero3"]
     kinds = {name: yaml.safe_load(config_path(name).read_text())["distributed_type"] for name in bundled()}
@@ -213,7 +213,7 @@ def test_bundled_accelerate_configs_are_valid():
 
 
 def test_the_accelerate_command_line(tmp_path):
-    from distill.accelerate_launch import CONFIGS, command, config_path
+    from distill.train.accelerate_launch import CONFIGS, command, config_path
 
     args = ["--recipe", "r.yaml", "--data", "d", "--out", "o", "--set", "train.max_steps=2"]
     assert command(config_path("zero3"), 8, args) == [
@@ -229,7 +229,7 @@ def test_the_accelerate_command_line(tmp_path):
 
 
 def test_accelerate_cli_errors_are_one_line(tiny_recipe, filtered_run):
-    from distill import train_options
+    from distill.train import train_options
 
     base = ["train", "-r", tiny_recipe(), "--data", filtered_run, "--out", filtered_run]
     cases = [(["--accelerate", "zero4"], "unknown config 'zero4'; bundled: ddp, fsdp, zero2, zero3"),

@@ -10,8 +10,8 @@ import yaml
 from helpers import run_cli, write_yaml
 
 from distill.recipes import load_recipe
-from distill.sftdata import load_conversations
-from distill.sfttokens import IGNORE, spans, tokenize, turn_totals
+from distill.train.sftdata import load_conversations
+from distill.train.sfttokens import IGNORE, spans, tokenize, turn_totals
 
 ANSWERS = ["The sum of 2 and 3 is 5.", "Then twice that is 10, since 5 + 5 = 10."]
 TWO_TURNS = [{"role": "user", "content": "What is 2 + 3?"}, {"role": "assistant", "content": ANSWERS[0]},
@@ -160,7 +160,7 @@ def test_tokenized_rows_are_kept_for_a_resumed_run(tmp_path, tokenizer):
     first one's tokens back; other masking tokenizes again (and replaces the old cache)."""
     import datasets
 
-    from distill.sfttokens import cached
+    from distill.train.sfttokens import cached
 
     rows = datasets.Dataset.from_list([{"messages": TWO_TURNS}] * 3)
     first, reused = cached(tmp_path, rows, tokenizer, "assistant", 4096)

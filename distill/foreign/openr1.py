@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..recipes import unknown_key_error
+from ..errors import unknown_key_error
 from . import common, keys
 from .detect import check_trl
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import shards
-from ..errors import UserError
+from . import shards
+from .errors import UserError
 
 COLOURS = {"kept": "tab:green", "rejected": "tab:red", "traces": "tab:blue"}
 

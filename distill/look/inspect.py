@@ -352,7 +352,7 @@ def print_summary(summary: dict) -> None:
 
             print_scores(s["scores"], Path(s["folder"]).parent)
         if s.get("base"):
-            from .metrics import difference
+            from ..metrics import difference
 
             for name, b in s["base"]["benchmarks"].items():
                 if name in s["benchmarks"]:

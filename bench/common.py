@@ -39,7 +39,7 @@ def gsm8k_problems(prompts: int) -> list[str]:
 
 
 def vllm_env() -> None:
-    from distill.generate.backends.vllm import _environment
+    from distill.engines.vllm import _environment
 
     _environment()
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count()))
@@ -60,11 +60,11 @@ def generate_timed(recipe, out: Path) -> tuple[int, float]:
     shard planning excluded): (completion tokens, seconds)."""
     import time
 
-    from distill.generate import backends
+    from distill import engines
     from distill.generate.stage import run_generate
 
     timing = {}
-    real_open = backends.open_backend
+    real_open = engines.open_backend
 
     def timed_open(teacher, settings):
         run = real_open(teacher, settings)
@@ -78,9 +78,9 @@ def generate_timed(recipe, out: Path) -> tuple[int, float]:
         timed_run.priced = getattr(run, "priced", False)
         return timed_run
 
-    backends.open_backend = timed_open
+    engines.open_backend = timed_open
     try:
         result = run_generate(recipe, out)
     finally:
-        backends.open_backend = real_open
+        engines.open_backend = real_open
     return result["completion_tokens"], timing["seconds"]

@@ -61,9 +61,9 @@ def per_shard(args, recipe, out: Path) -> tuple[int, float, dict]:
     from vllm.inputs import TokensPrompt
     from vllm.platforms import current_platform
 
-    from distill.generate import backends
+    from distill import engines
     from distill import models
-    from distill.generate.backends.vllm import engine_args
+    from distill.engines.vllm import engine_args
     from distill.generate.stage import settings_for
     from distill.prompting import prompt_messages
     from distill.sources import load_prompts
@@ -85,7 +85,7 @@ def per_shard(args, recipe, out: Path) -> tuple[int, float, dict]:
     for s in range(0, len(prompts), args.shard):
         shard = prompts[s : s + args.shard]
         params = [SamplingParams(n=settings.n, temperature=settings.temperature, top_p=settings.top_p,
-                                 max_tokens=settings.max_tokens, seed=backends.prompt_seed(settings.seed, p["id"]))
+                                 max_tokens=settings.max_tokens, seed=engines.prompt_seed(settings.seed, p["id"]))
                   for p in shard]
         outputs = llm.generate([rendered(p["problem"]) for p in shard], params, use_tqdm=False)
         rows = []

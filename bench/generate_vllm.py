@@ -56,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     vllm_env()
     from distill import models
-    from distill.generate.backends.vllm import engine_args
+    from distill.engines.vllm import engine_args
     from distill.config import R1_USER_TEMPLATE, TeacherCard
     from distill.recipes import load_card
 

@@ -58,7 +58,7 @@ def run_pipeline(recipe: Recipe, out: Path, merge: bool = False) -> dict:
 def check_eval(recipe: Recipe) -> dict[str, list[dict]]:
     """The eval section, checked before generation starts rather than after training: its
     benchmarks exist, can be scored and load (hub copies included), and vLLM knows its engine keys."""
-    from .generate import backends
+    from . import engines
     from .eval import benchmarks
     from .errors import ConfigError
     from .eval.stage import pick
@@ -68,8 +68,8 @@ def check_eval(recipe: Recipe) -> dict[str, list[dict]]:
         problems = {bench.name: benchmarks.problems(bench) for bench in pick(cfg, [(b.name, b) for b in cfg.benchmarks])}
     except ConfigError as e:
         raise ConfigError(f"recipe '{recipe.name}': eval.benchmarks: {e}") from None
-    if cfg.benchmarks and cfg.engine and cfg.backend in ("auto", "vllm") and backends.vllm_usable():
-        from .generate.backends.vllm import check_engine_keys
+    if cfg.benchmarks and cfg.engine and cfg.backend in ("auto", "vllm") and engines.vllm_usable():
+        from .engines.vllm import check_engine_keys
 
         check_engine_keys(cfg.engine, f"recipe '{recipe.name}': eval.engine")
     return problems

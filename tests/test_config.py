@@ -225,8 +225,8 @@ def test_version():
 
 
 def test_big_teacher_cards_carry_their_engine_settings():
-    from distill.generate.backends.openai import endpoint_for
-    from distill.generate.backends.vllm import engine_args
+    from distill.engines.openai import endpoint_for
+    from distill.engines.vllm import engine_args
     from distill.generate.launch import gpus_per_engine
 
     r1 = load_card(TeacherCard, "deepseek-r1")

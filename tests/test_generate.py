@@ -162,13 +162,13 @@ def test_data_parallel_runs_ranks_as_processes(tmp_path):
 
 
 def test_a_different_engine_under_the_same_recipe_is_refused(tmp_path, monkeypatch):
-    from distill.generate import backends
+    from distill import engines
 
-    monkeypatch.setitem(backends.BACKENDS, "fake2", backends.BACKENDS["fake"])
+    monkeypatch.setitem(engines.BACKENDS, "fake2", engines.BACKENDS["fake"])
     run_generate(fake_recipe(), tmp_path)
     (tmp_path / "traces" / "_done" / "00001").unlink()
     # `auto` now resolves to another engine (say vLLM was installed since): rows would mix
-    monkeypatch.setattr(backends, "resolve_name", lambda name, teacher: "fake2")
+    monkeypatch.setattr(engines, "resolve_name", lambda name, teacher: "fake2")
     with pytest.raises(ConfigError, match="written with backend='fake', this run would use 'fake2'"):
         run_generate(fake_recipe(), tmp_path)
 

@@ -16,7 +16,7 @@ from helpers import ROOT, kill_9, run_cli, start_cli
 from openai_server import Script
 from test_http import http_recipe, rows, server  # noqa: F401 - the fixture
 
-from distill.generate import journal
+from distill.engines import journal
 from distill.errors import UserError
 
 KEY = lambda r: (r["id"], r["sample_idx"])  # noqa: E731
@@ -134,7 +134,7 @@ def test_rpm_budget_paces_the_requests(tmp_path, server):
 
 
 def test_token_bucket_goes_into_debt_and_recovers():
-    from distill.generate.backends.ratelimit import TokenBucket
+    from distill.engines.ratelimit import TokenBucket
 
     async def go() -> float:
         bucket = TokenBucket(per_minute=6000)  # 100 a second, 100 at most in the bucket
@@ -148,7 +148,7 @@ def test_token_bucket_goes_into_debt_and_recovers():
 
 
 def test_aimd_halves_on_429_once_per_storm_and_grows_back():
-    from distill.generate.backends.servers import FAILED, OK, THROTTLED, Pool, Server
+    from distill.engines.servers import FAILED, OK, THROTTLED, Pool, Server
 
     async def go() -> list:
         server = Server("a", None, cap=8)
@@ -171,7 +171,7 @@ def test_aimd_halves_on_429_once_per_storm_and_grows_back():
 
 
 def test_a_drained_server_is_probed_later_and_taken_back():
-    from distill.generate.backends.servers import FAILED, OK, Pool, Server
+    from distill.engines.servers import FAILED, OK, Pool, Server
 
     async def go() -> list:
         sick, well = Server("sick", None, cap=4), Server("well", None, cap=4)
@@ -295,7 +295,7 @@ def test_streamed_reasoning_content_is_joined_as_think(tmp_path, server):
 
 
 def test_the_bundled_self_hosted_card_lists_two_servers_and_a_token_variable():
-    from distill.generate.backends.endpoint import endpoint_for
+    from distill.engines.endpoint import endpoint_for
     from distill.config import TeacherCard
     from distill.recipes import load_card
 

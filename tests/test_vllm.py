@@ -75,7 +75,7 @@ def test_kill_9_mid_vllm_run_then_rerun(reference, tmp_path):
     while proc.poll() is None and time.monotonic() < deadline and not any(
             len(p.read_text().splitlines()) >= 3 for p in journals.glob("*.jsonl")):
         time.sleep(0.05)
-    from distill.generate.backends.reaper import descendants
+    from distill.engines.reaper import descendants
 
     engine = descendants(proc.pid)
     assert engine, "the vLLM engine runs in processes of its own"

@@ -26,7 +26,8 @@ import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..generate import backends, journal
+from .. import engines
+from ..engines import journal
 from . import benchmarks
 from .. import schema, shards
 from .benchmarks import Benchmark
@@ -97,7 +98,7 @@ def choose(model: EvalModel, config: EvalConfig, specs: list[tuple[str, Benchmar
     """The plan, once everything that can be checked before any work is checked."""
     card = replace(model.card, engine={**model.card.engine, **config.engine})
     model = replace(model, card=card)
-    backend = backends.resolve_name(config.backend, card, "eval backend (--backend)")
+    backend = engines.resolve_name(config.backend, card, "eval backend (--backend)")
     if model.adapter and backend == "openai":
         raise ConfigError("the openai backend cannot apply a LoRA adapter: serve it (`--lora-modules NAME=PATH`) "
                           "and evaluate a card whose model is NAME, or use --backend vllm or hf")
@@ -130,9 +131,9 @@ def pick(config: EvalConfig, specs: list[tuple[str, BenchmarkOptions]]) -> tuple
     return tuple(chosen)
 
 
-def _settings(p: EvalPlan, n: int) -> backends.GenSettings:
+def _settings(p: EvalPlan, n: int) -> engines.GenSettings:
     c = p.config
-    return backends.GenSettings(
+    return engines.GenSettings(
         backend=p.backend, n=n, temperature=c.temperature, top_p=c.top_p,
         max_tokens=c.max_tokens, seed=c.seed, template=p.model.card.template, batch_size=c.batch_size,
         adapter=p.model.adapter,
@@ -197,7 +198,7 @@ def _run_backend(p: EvalPlan, out: Path, work: dict, teacher: str, configs: dict
     total = sum(len(rows) for rows in expanded.values())
     console.print(f"eval: {plural(total, 'sample')} to generate with {settings.backend} on {p.model.card.name}"
                   + (f" + adapter {p.model.adapter}" if p.model.adapter else ""))
-    run = backends.open_backend(p.model.card, settings)
+    run = engines.open_backend(p.model.card, settings)
     with live_progress(total, total, settings.max_tokens) as progress:
 
         def on_shard(key: int, samples: list[dict]) -> None:

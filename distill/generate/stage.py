@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from . import backends, journal
+from .. import engines
+from ..engines import journal
 from .. import models, runfolder, schema, shards
 from ..config import Recipe
 from ..errors import ConfigError, UserError
@@ -21,13 +22,13 @@ STAGE = "traces"
 STATS = "_stats"  # _stats.RANK.json: retries and errors, summed over every run of that rank
 
 
-def settings_for(recipe: Recipe) -> backends.GenSettings:
+def settings_for(recipe: Recipe) -> engines.GenSettings:
     """Sampling settings: the recipe's generate section over the teacher card's defaults."""
     teacher, gen = recipe.teacher, recipe.generate
     if teacher is None:
         raise ConfigError(f"recipe '{recipe.name}' names no teacher: add `teacher: CARD` or --set teacher=CARD")
-    return backends.GenSettings(
-        backend=backends.resolve_name(gen.backend, teacher),
+    return engines.GenSettings(
+        backend=engines.resolve_name(gen.backend, teacher),
         n=gen.n,
         temperature=teacher.sampling.temperature if gen.temperature is None else gen.temperature,
         top_p=teacher.sampling.top_p if gen.top_p is None else gen.top_p,
@@ -106,7 +107,7 @@ def _generate(recipe: Recipe, out: Path, rank: int, world_size: int) -> dict:
         )
         lock = threading.Lock()
         todo_prompts = sum(len(plan[i]) for i in todo)
-        run = backends.open_backend(recipe.teacher, settings)  # engine start is not generation time
+        run = engines.open_backend(recipe.teacher, settings)  # engine start is not generation time
         with live_progress(todo_prompts, todo_prompts * settings.n, settings.max_tokens) as progress:
             # spent so far: shards written (every rank's stats) plus answers kept in journals
             spent = _read_stats(stage)["usage"]["cost"] or 0.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 
-from ...config import TeacherCard
+from ..config import TeacherCard
 from . import GenSettings, Sample
 
 

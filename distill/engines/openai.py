@@ -3,7 +3,7 @@
 Async requests with bounded concurrency; transient failures (429, 5xx, timeouts, dropped
 connections, malformed or empty replies) are retried with exponential backoff and jitter,
 honouring `Retry-After`; a permanent one (401, 403, 404, 400) stops the run at once. Every
-answer is appended to its shard's journal (distill/generate/journal.py) as it arrives, and the shard is
+answer is appended to its shard's journal (distill/engines/journal.py) as it arrives, and the shard is
 written when complete, so a kill loses only the requests in flight.
 
 Requests are spread over one or more servers (servers.py: least loaded first, failing ones
@@ -24,9 +24,9 @@ import math
 import random
 from collections import Counter
 
-from ...config import TeacherCard
-from ...errors import UserError
-from ...prompting import THINK_OPEN
+from ..config import TeacherCard
+from ..errors import UserError
+from ..prompting import THINK_OPEN
 from . import GenSettings, prompt_seed
 from .endpoint import (BudgetReached, Endpoint, api_keys, completion_text, endpoint_for, reasoning_of,
                        request_body, split_usage)

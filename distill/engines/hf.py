@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ... import models
-from ...config import TeacherCard
-from ...prompting import THINK_OPEN, prompt_messages
+from .. import models
+from ..config import TeacherCard
+from ..prompting import THINK_OPEN, prompt_messages
 from . import GenSettings, Sample, shard_seed
 
 

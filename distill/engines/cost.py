@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...config import _require
+from ..config import _require
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
-from ...config import PromptTemplate, TeacherCard
-from ...errors import ConfigError
+from ..config import PromptTemplate, TeacherCard
+from ..errors import ConfigError
 
 Sample = dict
 Work = Iterable[tuple[int, list[dict]]]
@@ -64,10 +64,10 @@ def prompt_seed(seed: int, prompt_id: str) -> int:
 
 # name -> "module:function", imported on first use so `distill --help` stays light.
 BACKENDS: dict[str, str] = {
-    "vllm": "distill.generate.backends.vllm:open_backend",
-    "openai": "distill.generate.backends.openai:open_backend",
-    "hf": "distill.generate.backends.hf:open_backend",
-    "fake": "distill.generate.backends.fake:open_backend",  # tests only
+    "vllm": "distill.engines.vllm:open_backend",
+    "openai": "distill.engines.openai:open_backend",
+    "hf": "distill.engines.hf:open_backend",
+    "fake": "distill.engines.fake:open_backend",  # tests only
 }
 
 

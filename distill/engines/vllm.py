@@ -19,11 +19,11 @@ import gc
 import os
 import time
 
-from ... import models
-from ...config import TeacherCard
-from ...errors import ConfigError
-from ...prompting import THINK_OPEN, prompt_messages
-from ...ui import console
+from .. import models
+from ..config import TeacherCard
+from ..errors import ConfigError
+from ..prompting import THINK_OPEN, prompt_messages
+from ..ui import console
 from . import GenSettings, prompt_seed, reaper
 
 
@@ -210,5 +210,5 @@ def open_backend(teacher: TeacherCard, settings: GenSettings):
             llm.llm_engine.engine_core.shutdown()
             gc.collect()
 
-    run.journals = True  # finished prompts of unfinished shards are kept (distill/generate/journal.py)
+    run.journals = True  # finished prompts of unfinished shards are kept (distill/engines/journal.py)
     return run

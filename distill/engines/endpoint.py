@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from ...config import TeacherCard
-from ...errors import ConfigError, UserError
-from ...prompting import THINK_CLOSE, THINK_OPEN, prompt_messages
+from ..config import TeacherCard
+from ..errors import ConfigError, UserError
+from ..prompting import THINK_CLOSE, THINK_OPEN, prompt_messages
 from . import GenSettings
 from .cost import Prices, usage_of
 
@@ -51,7 +51,7 @@ class BudgetReached(UserError):
 
 
 def endpoint_for(teacher: TeacherCard) -> Endpoint:
-    from ...recipes import build
+    from ..recipes import build
 
     if "base_url" not in teacher.engine:
         raise ConfigError(f"teacher card '{teacher.name}': the openai backend needs engine.base_url")

@@ -21,10 +21,10 @@ import json
 import secrets
 import time
 
-from ... import shards
-from ...config import TeacherCard
-from ...errors import ConfigError, UserError
-from ...ui import console, plural
+from .. import shards
+from ..config import TeacherCard
+from ..errors import ConfigError, UserError
+from ..ui import console, plural
 from . import GenSettings, prompt_seed
 
 ENDPOINT = "/v1/chat/completions"
@@ -44,7 +44,7 @@ def open_batch(teacher: TeacherCard, settings: GenSettings, endpoint, keys: list
     import openai
 
     from .endpoint import BudgetReached, completion_text, reasoning_of, request_body, split_usage
-    from ...prompting import THINK_OPEN
+    from ..prompting import THINK_OPEN
 
     if len(endpoint.urls()) != 1:
         raise ConfigError(f"teacher card '{teacher.name}': engine.mode batch takes one base_url (a provider's API)")

@@ -155,7 +155,7 @@ def _key(bench: Benchmark, index: int) -> int:
 
 def _generate(p: EvalPlan, out: Path, problems: dict[str, list[dict]]) -> None:
     """Every benchmark's samples into its shards, through one engine; done shards are skipped."""
-    from ..generate.stage import finish, resume
+    from ..engines.shardwriter import finish, resume
 
     teacher = model_name(p.model)
     work: dict[int, tuple[Benchmark, list[dict]]] = {}
@@ -189,7 +189,7 @@ def _generate(p: EvalPlan, out: Path, problems: dict[str, list[dict]]) -> None:
 
 
 def _run_backend(p: EvalPlan, out: Path, work: dict, teacher: str, configs: dict[str, str]) -> None:
-    from ..generate.stage import write_shard
+    from ..engines.shardwriter import write_shard
 
     settings = _settings(p, 1)
     lock = threading.Lock()

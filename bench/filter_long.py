@@ -63,8 +63,8 @@ def clear_caches() -> None:
     pass pays for its verdicts as the first sample of a problem does."""
     from math_verify import parser
 
-    from distill.filter.verify import math as vmath
-    from distill.filter.verify import numbers
+    from distill.verify import math as vmath
+    from distill.verify import numbers
 
     for cached in (vmath._parse_gold, vmath._boxed_verdict, numbers.plain_number, parser.parse_latex_cached,
                    parser.parse_expr_cached, parser.extract_latex):
@@ -86,9 +86,9 @@ def per_row_us(fn, rows: list[dict], rounds: int = 3) -> float:
 
 
 def checks(rows: list[dict]) -> dict:
-    from distill.filter.verify.language import _NOT_LANGUAGE, _patterns, check_language, dominant_script
-    from distill.filter.verify.math import check_math, math_verdict
-    from distill.filter.verify.repetition import check_repetition, repeated_share_exact
+    from distill.verify.language import _NOT_LANGUAGE, _patterns, check_language, dominant_script
+    from distill.verify.math import check_math, math_verdict
+    from distill.verify.repetition import check_repetition, repeated_share_exact
 
     options = {"language_threshold": 0.05, "repetition_ngram": 10, "repetition_threshold": 0.2}
 

@@ -88,7 +88,7 @@ FORKSERVER_CPU: list[float] = []
 def _count_worker_cpu() -> None:
     """Record each verifier worker's CPU time as the pool closes: rows per worker CPU-second is
     what shows whether the work itself scales with cores, whatever else shares them."""
-    from distill.filter.verify import pool
+    from distill.verify import pool
 
     close = pool.VerifyPool.close
     if getattr(close, "counting", False):

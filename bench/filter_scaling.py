@@ -30,7 +30,7 @@ from pathlib import Path
 
 import filter_math as fm
 
-from distill.filter.verify import Verdict, register
+from distill.verify import Verdict, register
 
 
 @register("noop", isolated=True)  # at import: the pool's forkserver imports this module, workers see it

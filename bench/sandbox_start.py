@@ -7,7 +7,7 @@ import statistics
 import sys
 import time
 
-from distill.filter.verify.sandbox import BWRAP, UNSAFE, run_python
+from distill.verify.sandbox import BWRAP, UNSAFE, run_python
 
 PROGRAMS = {"print": "print(1)", "numpy": "import numpy\nprint(numpy.arange(3).sum())"}
 

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import run_cli, trace, write_traces
 
-from distill.filter.verify.sandbox import unavailable
+from distill.verify.sandbox import unavailable
 
 pytestmark = pytest.mark.skipif(unavailable() is not None and os.getuid() != 0,
                                 reason=f"no code sandbox here: {unavailable()}")

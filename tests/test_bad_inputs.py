@@ -18,7 +18,7 @@ from helpers import run_cli, trace, write_traces
 
 from distill import schema, shards
 from distill.errors import ConfigError
-from distill.filter.verify.choice import check_choice
+from distill.verify.choice import check_choice
 
 
 def _one_line(result, code: int) -> str:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from helpers import ROOT, run_cli, trace, write_traces
 
-from distill.filter.verify.sandbox import unavailable
+from distill.verify.sandbox import unavailable
 
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=f"no code sandbox here: {unavailable()}")
 

@@ -500,7 +500,7 @@ def test_verdicts_come_from_the_filters_checks_and_truncated_samples_are_wrong()
     from helpers import trace
 
     from distill.eval.evalscore import _verify, summarize
-    from distill.filter.verify.pool import VerifyPool
+    from distill.verify.pool import VerifyPool
 
     rows = [
         trace("p1", "18", "<think>\nsum\n</think>\n\nSo \\boxed{17}.", sample_idx=0),

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from distill.prompting import split_think
-from distill.filter.verify.math import last_boxed, math_verdict
-from distill.filter.verify.numbers import quick_verdict
+from distill.verify.math import last_boxed, math_verdict
+from distill.verify.numbers import quick_verdict
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

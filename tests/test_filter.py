@@ -143,7 +143,7 @@ def test_cli_prints_the_table(tmp_path, traces):
 
 
 def test_rows_the_pool_never_answers_are_not_kept():
-    from distill.filter.stage import _verify_shard
+    from distill.verify.shard import _verify_shard
 
     class SilentPool:  # a broken pool that yields nothing
         def imap(self, tasks):

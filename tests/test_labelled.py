@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from distill.config import FilterConfig
-from distill.filter.stage import OPTION_KEYS, _verify_shard
-from distill.filter.verify.pool import VerifyPool
+from distill.verify.shard import OPTION_KEYS, _verify_shard
+from distill.verify.pool import VerifyPool
 
 KEEP = "kept"
 BOXED = "Please reason step by step, and put your final answer within \\boxed{}."

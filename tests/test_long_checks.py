@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from distill.filter.verify.language import _NOT_LANGUAGE, _patterns, check_language, script_counts
-from distill.filter.verify.repetition import check_repetition, repeated_share, repeated_share_exact
+from distill.verify.language import _NOT_LANGUAGE, _patterns, check_language, script_counts
+from distill.verify.repetition import check_repetition, repeated_share, repeated_share_exact
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 OPTIONS = {"language_threshold": 0.05, "repetition_ngram": 10, "repetition_threshold": 0.2}

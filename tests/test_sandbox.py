@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from distill.filter.verify.code import check_code, extract_program
-from distill.filter.verify.sandbox import UNSAFE, Limits, run_python, unavailable
+from distill.verify.code import check_code, extract_program
+from distill.verify.sandbox import UNSAFE, Limits, run_python, unavailable
 
 # where bwrap cannot run, as a user who cannot install it: said once, not failed per test (as root,
 # `make test` installs it, and these tests must run)

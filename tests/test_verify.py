@@ -8,9 +8,9 @@ import time
 import pytest
 
 from distill.prompting import split_think
-from distill.filter.verify import Verdict, run
-from distill.filter.verify.math import last_boxed
-from distill.filter.verify.pool import VerifyPool
+from distill.verify import Verdict, run
+from distill.verify.math import last_boxed
+from distill.verify.pool import VerifyPool
 
 OPTIONS = {"require_think": False, "reject_truncated": True, "timeout": 5.0}
 
@@ -131,11 +131,14 @@ def test_worker_killed_from_outside_is_retried_then_crashed():
         assert time.monotonic() - start < 30
 
 
+JOBS = "distill.filter.filterwork"  # the module whose run_job runs a Job: the filter's
+
+
 def _range_job(tmp_path, hang_at: int, rows: int = 10):
     """A job over a real trace file whose row `hang_at` runs until it is killed."""
     from helpers import trace, write_traces
 
-    from distill.filter.verify.wire import Job
+    from distill.verify.wire import Job
 
     traces = [trace(f"p{i}", "4", r"</think>\boxed{4}" if i != hang_at else POWER_TOWER) for i in range(rows)]
     path = write_traces(tmp_path / "traces", [traces]) / "shard-00000.parquet"
@@ -143,7 +146,7 @@ def _range_job(tmp_path, hang_at: int, rows: int = 10):
 
 
 def test_a_row_of_a_range_that_overruns_costs_only_that_row(tmp_path):
-    with VerifyPool(workers=1, timeout=1.5) as pool:
+    with VerifyPool(workers=1, timeout=1.5, jobs=JOBS) as pool:
         answers = dict(pool.imap(iter([_range_job(tmp_path, hang_at=4)])))
     assert answers.pop(("file", 4)) == Verdict(False, "timeout")
     assert answers == {("file", i): (True, None, "4") for i in range(10) if i != 4}
@@ -154,7 +157,7 @@ def test_a_row_of_a_range_whose_worker_is_killed_is_retried_then_crashed(tmp_pat
     import os
     import signal
 
-    with VerifyPool(workers=1, timeout=60.0) as pool:
+    with VerifyPool(workers=1, timeout=60.0, jobs=JOBS) as pool:
         killed = []
 
         def killer():
@@ -175,7 +178,7 @@ def test_a_row_of_a_range_whose_worker_is_killed_is_retried_then_crashed(tmp_pat
 def test_repetition_share_in_numpy_equals_the_plain_definition():
     import random
 
-    from distill.filter.verify.repetition import repeated_share, repeated_share_exact, repeated_share_numpy, repeats_above
+    from distill.verify.repetition import repeated_share, repeated_share_exact, repeated_share_numpy, repeats_above
 
     rng = random.Random(0)
     vocabulary = ["the", "sum", "x", "=", "3", "Wait,", "let", "me", "check", "é", "\\frac{1}{2}", "∑", "每天", "ab", "ba",
@@ -202,7 +205,7 @@ def test_repetition_share_in_numpy_equals_the_plain_definition():
 def test_letters_per_script_counted_as_one_regex_pass_per_script_counts_them():
     import random
 
-    from distill.filter.verify.language import _NOT_LANGUAGE, _patterns, has_foreign_letters, script_counts
+    from distill.verify.language import _NOT_LANGUAGE, _patterns, has_foreign_letters, script_counts
 
     def by_regex(text):  # the plain way: every letter matched, one pass per script
         text = _NOT_LANGUAGE.sub(" ", text)
@@ -228,8 +231,8 @@ def test_language_and_repetition_on_random_code_points_equal_the_plain_definitio
     it looping: the numpy counts equal the plain definitions."""
     import random
 
-    from distill.filter.verify.language import _NOT_LANGUAGE, _patterns, has_foreign_letters, script_counts
-    from distill.filter.verify.repetition import repeated_share_exact, repeated_share_numpy, repeats_above
+    from distill.verify.language import _NOT_LANGUAGE, _patterns, has_foreign_letters, script_counts
+    from distill.verify.repetition import repeated_share_exact, repeated_share_numpy, repeats_above
 
     ranges = [(0x0, 0x20), (0x80, 0x250), (0x370, 0x700), (0x900, 0x980), (0xE00, 0xE80), (0x2000, 0x2070),
               (0x2200, 0x2300), (0x3000, 0x3100), (0x4E00, 0x4F00), (0xAC00, 0xAC80), (0xD800, 0xE000),

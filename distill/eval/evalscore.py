@@ -22,7 +22,7 @@ def _verify(rows: list[dict], verifier: str, timeout: float, pool) -> None:
     format check first, so a sample cut off at max_tokens is wrong (`truncated`) and casts no
     vote, whatever number its cut-off text happens to end on; then the answer verifier."""
     from ..config import FilterConfig
-    from ..filter.stage import OPTION_KEYS, _verify_shard
+    from ..verify.shard import OPTION_KEYS, _verify_shard
 
     defaults = FilterConfig()  # the filter's own settings, so eval judges as the filter keeps
     options = {k: getattr(defaults, k) for k in OPTION_KEYS} | {"timeout": timeout}
@@ -57,7 +57,7 @@ def summarize(rows: list[dict], order: list[str], n: int) -> dict:
 def score_all(p, out: Path, problems: dict[str, list[dict]]) -> dict:
     """Verify and score every benchmark of plan `p` whose shards are all written."""
     from .evalmodel import model_name
-    from ..filter.verify.pool import VerifyPool
+    from ..verify.pool import VerifyPool
 
     # an adapter is its own model: it matches by the recipe or base it was trained from, never
     # as the model it sits on (a LoRA on R1-Distill-Qwen-7B is not R1-Distill-Qwen-7B)

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from .. import schema, shards
-from . import verify
+from .. import schema, shards, verify
 from ..config import PromptTemplate
 from .dedup import exact_key
 from ..errors import UserError
 from ..prompting import assistant_content, prompt_messages, split_think
 from .report import CANDIDATES, REJECTED
 from .select import draw
+from ..verify.shard import row_timeout
 
 KEYS = "keys"
 REQUIRED = ("id", "sample_idx", "problem", "completion")
@@ -135,18 +135,6 @@ def read_rows(path: Path, start: int = 0, stop: int | None = None, columns=None)
             row.setdefault(key, default)
         row["reasoning"], row["response"], row["think"] = split_think(row["completion"] or "")
     return rows
-
-
-def row_timeout(row: dict, names: tuple[str, ...], options: dict) -> float | None:
-    """Code rows run every test in a fresh process: their limit grows with the number of tests."""
-    if "code" not in names:
-        return None
-    try:
-        spec = json.loads(row.get("tests") or "{}")
-        cases = len(spec.get("inputs") or []) or 1
-    except (ValueError, AttributeError):
-        cases = 1
-    return max(options["timeout"], cases * options["code_timeout"] + 5)
 
 
 READ_LIMIT = 600.0  # seconds to read (and decode) one trace file, however large

@@ -132,7 +132,7 @@ def from_thought_markers(value: str) -> str:
 def boxed_answer(solution: str | None) -> str | None:
     """The gold answer of a worked solution: its last \\boxed{} read as the math verifier reads a
     response (None when it has none)."""
-    from .verify.math import last_boxed
+    from ..verify.math import last_boxed
 
     return last_boxed(solution) if solution else None
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from .. import shards
 from ..config import FilterConfig
 from .select import quota_rows
-from .verify.format import NON_REASONING
+from ..verify.format import NON_REASONING
 
 REJECTED = "rejected"
 PASS1 = "_pass1"  # the filter's first pass: survivors of verification, per input file
@@ -159,7 +159,7 @@ def build_report(stage: Path, cfg: FilterConfig | None = None) -> dict:
 
 def _answer_verifiers() -> set[str]:
     """The verifiers that check an answer (math, choice, code): those bound to domains."""
-    from . import verify
+    from .. import verify
 
     return {name for name, v in verify.VERIFIERS.items() if v.domains is not None}
 
@@ -289,7 +289,7 @@ def print_report(report: dict) -> None:
                    f"only {q['available']} available" if q["available"] < q["wanted"] else "cut by filter.target")
             console.print(f"[yellow]quota {group}: {q['kept']} of {q['wanted']} wanted ({why})")
     if report.get("unverified"):
-        from . import verify
+        from .. import verify
 
         covers = ", ".join(f"{n} → {'/'.join(v.domains)}" for n, v in verify.VERIFIERS.items() if v.domains)
         for domain, count in report["unverified"].items():

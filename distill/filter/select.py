@@ -14,7 +14,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from .verify.format import completion_tokens
+from ..verify.format import completion_tokens
 
 
 def draw(seed: int, problem_id: str, sample_idx: int) -> int:

@@ -29,23 +29,19 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from . import filterwork, verify
-from .. import runfolder, shards
+from . import filterwork
+from .. import runfolder, shards, verify
 from ..config import FilterConfig, Recipe
 from .dedup import load_contamination
 from ..errors import ConfigError, UserError
 from .filterwork import KEYS, messages_for  # noqa: F401 - messages_for: part of this module's face
-from ..prompting import split_think
 from .report import CANDIDATES, INPUTS, PASS1, REJECTED, build_report, prepare_plots, print_report, write_plots  # noqa: F401 - print_report is the CLI's
 from .pass2 import _second_pass
 from .select import choose, pass_rates
 from ..ui import Countdown, console, plural
+from ..verify.shard import OPTION_KEYS, _verify_shard  # noqa: F401 - _verify_shard: part of this module's face
 
 STAGE = "filtered"
-# filter settings that only change how fast it runs, not what it keeps
-OPTION_KEYS = ("require_think", "reject_truncated", "timeout", "language_threshold", "repetition_ngram",
-               "repetition_threshold", "min_tokens", "max_tokens", "code_timeout", "code_memory_mb",
-               "code_sandbox")
 
 
 def check_config(recipe: Recipe) -> None:
@@ -71,51 +67,6 @@ def check_config(recipe: Recipe) -> None:
             raise ConfigError("filter.near_dedup needs datasketch: pip install datasketch") from None
 
 
-# For rows held in memory (distill eval's samples): what isolated verifiers may read; the raw
-# completion and the rest of the row stay here.
-PAYLOAD = ("id", "problem", "answer", "reasoning", "response", "domain", "choices", "tests", "finish_reason", "think",
-           "completion_tokens")
-
-
-def _payload(row: dict) -> dict:
-    return {k: row.get(k) for k in PAYLOAD}
-
-
-def _inline_checks(rows: list[dict], names: tuple[str, ...], options: dict,
-                   verdicts: list[verify.Verdict | None]) -> set[int]:
-    """Run the verifiers that are cheap enough for this process; return the rows that still need
-    the isolated verifiers of the pool. Rows with a verdict already (say, contaminated) are left."""
-    inline = [n for n in names if not verify.VERIFIERS[n].isolated]
-    isolated = [n for n in names if verify.VERIFIERS[n].isolated]
-    for i, row in enumerate(rows):
-        if "think" not in row:
-            row["reasoning"], row["response"], row["think"] = split_think(row["completion"] or "")
-        if verdicts[i] is None:
-            verdicts[i] = verify.run(inline, row, options)
-    return {i for i, row in enumerate(rows) if verdicts[i].ok and any(verify.applies(n, row) for n in isolated)}
-
-
-def _tasks(key, rows: list[dict], pending: set[int], names: tuple[str, ...], options: dict):
-    """The pool's tasks for `rows`: ((key, row index), verifiers, payload, options, timeout)."""
-    isolated = [n for n in names if verify.VERIFIERS[n].isolated]
-    for i in sorted(pending):
-        mine = tuple(n for n in isolated if verify.applies(n, rows[i]))
-        yield (key, i), mine, _payload(rows[i]), options, filterwork.row_timeout(rows[i], mine, options)
-
-
-def _verify_shard(rows: list[dict], names: tuple[str, ...], options: dict, pool) -> list[verify.Verdict]:
-    """Every verdict for one shard's rows: cheap checks inline, the rest through the pool."""
-    verdicts: list[verify.Verdict | None] = [None] * len(rows)
-    pending = _inline_checks(rows, names, options, verdicts)
-    if pending:
-        for (_, i), verdict in pool.imap(_tasks(0, rows, pending, names, options)):
-            verdicts[i] = verdict
-            pending.discard(i)
-    if pending:  # fail closed: a row nobody verified is never kept as verified
-        raise RuntimeError(f"the verifier pool returned no verdict for {len(pending)} rows")
-    return verdicts
-
-
 def _check_sandbox(cfg: FilterConfig, files: list[Path]) -> None:
     """Code rows run generated programs: refuse them, before any work, where the sandbox cannot
     be made, unless the recipe chose to run them unisolated."""
@@ -130,7 +81,7 @@ def _check_sandbox(cfg: FilterConfig, files: list[Path]) -> None:
 
 
 def _need_sandbox(cfg: FilterConfig, what: str) -> None:
-    from .verify.sandbox import unavailable
+    from ..verify.sandbox import unavailable
 
     why = unavailable(cfg.code_sandbox)
     if why:
@@ -164,9 +115,9 @@ def _run_filter(recipe: Recipe, source: Path, out: Path, rank: int, world_size: 
         _claim_inputs(stage, data, files, None)
         return _finished(stage)
     if any(verify.VERIFIERS[n].isolated for n in cfg.verifiers):
-        from .verify.pool import start_server
+        from ..verify.pool import start_server
 
-        start_server()  # its imports (math-verify, sympy) load while this process sets up
+        start_server(filterwork.__name__)  # its imports (math-verify, sympy) load while this process sets up
     prepare_plots()  # matplotlib loads in a thread while the workers verify, not after them
     # the benchmarks load (hub or file) before anything is written, so a bad one costs nothing
     contamination = load_contamination(cfg.decontaminate, cfg.decontaminate_ngram)
@@ -276,7 +227,7 @@ class _File:
         self.pending = self.rows - len(contaminated)
 
     def jobs(self, names: tuple[str, ...], options: dict):
-        from .verify.wire import Job
+        from ..verify.wire import Job
 
         for start in range(0, self.rows, RANGE):
             stop = min(self.rows, start + RANGE)
@@ -355,8 +306,8 @@ def _first_pass(files: list[Path], todo: list[int], pass1: Path, cfg: FilterConf
                     work.answer(row, value)
             _written(work, *filterwork.write_file(*work.write_args(pass1, cfg)), pass1, clock)
         return
-    from .verify.wire import Job
-    from .verify.pool import VerifyPool
+    from ..verify.wire import Job
+    from ..verify.pool import VerifyPool
 
     in_flight: dict[int, _File] = {}
     answered: list[_File] = []  # files with every verdict in, to be written
@@ -388,7 +339,7 @@ def _first_pass(files: list[Path], todo: list[int], pass1: Path, cfg: FilterConf
     def write(work: _File) -> Job:
         return Job(("write", work.index), "write", work.write_args(pass1, cfg), 0, 1, WRITE_TIMEOUT)
 
-    with VerifyPool(cfg.workers, cfg.timeout) as pool:
+    with VerifyPool(cfg.workers, cfg.timeout, jobs=filterwork.__name__) as pool:
         for (key, row), value in pool.imap(tasks()):
             if isinstance(key, tuple):  # a file written (or not)
                 work = in_flight.pop(key[1])

@@ -21,7 +21,7 @@ def write_frame(fd: int, obj: Any) -> None:
 
 
 class Job:
-    """Rows [start, stop) of `distill.filter.filterwork.run_job(fn, args, start, stop, emit)`; the
+    """Rows [start, stop) of `run_job(fn, args, start, stop, emit)` of the pool's `jobs` module; the
     pool yields ((key, row), value) for each row, value being what the job emitted for it (or a
     Verdict of `timeout` / `crashed`); `timeout` replaces the pool's for its rows."""
 

@@ -1,18 +1,19 @@
 """The verifier worker process: receive (names, row, options), write back a Verdict frame; or
-receive a Job (a range of a trace file, distill/filter/filterwork.py) and write a frame per row.
+receive a Job (a range of a trace file) and write a frame per row, as `run_job` of the pool's
+`jobs` module does it (the filter's: distill/filter/filterwork.py).
 
 Imported by the forkserver before any worker forks, so math-verify (and sympy) load once.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import resource
 import signal
 
 import math_verify  # noqa: F401 - preloaded on purpose: workers fork with it imported
 
-from ..filterwork import run_job
 from .registry import Verdict, run
 from .wire import Job, write_frame
 
@@ -43,7 +44,9 @@ _warm()
 MEMORY_LIMIT_BYTES = 4 << 30
 
 
-def serve(conn, out: int) -> None:
+def serve(conn, out: int, jobs: str | None = None) -> None:
+    # the forkserver imported `jobs` already (pool.start_server): a lookup, not an import
+    run_job = importlib.import_module(jobs).run_job if jobs else None
     # Ctrl-C reaches the whole process group: the parent handles it and closes the pool, so a
     # worker stays quiet instead of printing a traceback of the row it was on.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

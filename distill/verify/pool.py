@@ -11,12 +11,15 @@ worker that dies on its own has its current row retried once on a fresh worker, 
 as `crashed`. Nothing is dropped silently.
 
 Besides single rows, a task may be a `Job`: a range of rows that the worker reads itself (the
-filter's trace files: distill/filter/filterwork.py) and answers row by row, so that the parent ships
-no row at all; a row in it that overruns or kills its worker costs that row only, and the rest
-of the range goes back in the queue. A job's row may announce its own time limit first.
+filter's trace files) and answers row by row, so that the parent ships no row at all; a row in
+it that overruns or kills its worker costs that row only, and the rest of the range goes back in
+the queue. A job's row may announce its own time limit first. Jobs run `run_job(fn, args, start,
+stop, emit)` of the module the pool is given as `jobs` (the filter's: distill/filter/filterwork.py),
+so that this layer imports no stage.
 
-Workers fork from a forkserver that has math-verify imported already, so a replacement is
-ready in milliseconds, and nothing of the parent (threads, open files) leaks into them.
+Workers fork from a forkserver that has math-verify (and the `jobs` module) imported already, so
+a replacement is ready in milliseconds, and nothing of the parent (threads, open files) leaks
+into them.
 """
 
 from __future__ import annotations
@@ -33,41 +36,42 @@ from typing import Any
 from .registry import Verdict
 from .wire import HEADER, Job
 
-_WORKER_MODULE = "distill.filter.verify.worker"
+_WORKER_MODULE = "distill.verify.worker"
 SETTLE = 0.002  # seconds
 AHEAD = 2  # batches a worker may hold beyond the one it works on: the queue keeps all of them fed
 JOB_WEIGHT = 16  # a job in a worker's queue counts as this many rows: one job ahead of the current
 
 
-def _serve(conn, out) -> None:
+def _serve(conn, out, jobs: str | None) -> None:
     # imported here, in the worker, so the parent never loads math-verify itself
     from .worker import serve
 
-    serve(conn, out.fileno())
+    serve(conn, out.fileno(), jobs)
 
 
-def _context():
+def _context(jobs: str | None = None):
     ctx = mp.get_context("forkserver")
     # "__main__" too: the server imports the main module once, so each worker skips
     # multiprocessing's per-child re-import of it and starts in milliseconds.
-    ctx.set_forkserver_preload(["__main__", _WORKER_MODULE])
+    ctx.set_forkserver_preload(["__main__", _WORKER_MODULE] + ([jobs] if jobs else []))
     return ctx
 
 
-def start_server() -> None:
-    """Start the forkserver now, without waiting for it: it imports the worker module (about
-    half a second) while the caller gets on with other work; the pool's workers fork from it."""
+def start_server(jobs: str | None = None) -> None:
+    """Start the forkserver now, without waiting for it: it imports the worker module (and
+    `jobs`, the module that runs the pool's Jobs; about half a second) while the caller gets on
+    with other work; the pool's workers fork from it."""
     from multiprocessing import forkserver
 
-    _context()
+    _context(jobs)
     forkserver.ensure_running()
 
 
 class _Worker:
-    def __init__(self, ctx) -> None:
+    def __init__(self, ctx, jobs: str | None = None) -> None:
         self.conn, child = ctx.Pipe()  # tasks, parent -> worker
         self.reader, writer = ctx.Pipe(duplex=False)  # verdicts, worker -> parent, as raw frames
-        self.process = ctx.Process(target=_serve, args=(child, writer), daemon=True)
+        self.process = ctx.Process(target=_serve, args=(child, writer, jobs), daemon=True)
         self.process.start()
         child.close()
         writer.close()  # the worker holds the only write end: its death reads as end of file
@@ -123,18 +127,19 @@ class _Worker:
 
 class VerifyPool:
     """`imap(tasks)` runs (key, names, row, options[, timeout]) tasks and yields (key, Verdict) as
-    they finish; a task's own timeout (seconds) replaces the pool's for that row."""
+    they finish; a task's own timeout (seconds) replaces the pool's for that row. `jobs`: the
+    module whose `run_job` runs the `Job` tasks (none: the pool takes single rows only)."""
 
-    def __init__(self, workers: int = 0, timeout: float = 5.0, batch: int = 16) -> None:
+    def __init__(self, workers: int = 0, timeout: float = 5.0, batch: int = 16, jobs: str | None = None) -> None:
         self.size = workers or os.cpu_count() or 1
-        self.timeout, self.batch = timeout, batch
-        self.ctx = _context()
-        self.workers = [_Worker(self.ctx) for _ in range(self.size)]
+        self.timeout, self.batch, self.jobs = timeout, batch, jobs
+        self.ctx = _context(jobs)
+        self.workers = [_Worker(self.ctx, jobs) for _ in range(self.size)]
         self.stats = {"timeout": 0, "crashed": 0, "retried": 0}
 
     def _replace(self, worker: _Worker) -> _Worker:
         worker.kill()
-        fresh = _Worker(self.ctx)
+        fresh = _Worker(self.ctx, self.jobs)
         self.workers[self.workers.index(worker)] = fresh
         return fresh
 

@@ -1,4 +1,5 @@
-"""Teacher engines: a registry of plain functions.
+"""Engines that sample a model (the teacher for generate, the student for eval): a registry of
+plain functions.
 
 A backend is `open_backend(teacher, settings) -> run`, and `run(work, progress, on_shard)`
 generates every shard of `work` (an iterable of `(shard_index, prompt_rows)`) and calls

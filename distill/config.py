@@ -86,7 +86,7 @@ class TeacherCard:
     dtype: str = "auto"
     template: PromptTemplate = PromptTemplate()
     sampling: Sampling = Sampling()
-    engine: dict = field(default_factory=dict)  # vLLM: LLM(**engine) untouched; openai: see backends/openai.py
+    engine: dict = field(default_factory=dict)  # vLLM: LLM(**engine) untouched; openai: see engines/openai.py
     description: str | None = None
 
     def __post_init__(self) -> None:
@@ -182,7 +182,7 @@ class GenerateConfig:
 
 @dataclass(frozen=True)
 class FilterConfig:
-    # verification (verify/): each verifier applies to the rows of its domains
+    # verification (distill/verify/): each verifier applies to the rows of its domains
     verifiers: tuple[str, ...] = ("format", "math", "choice", "code", "language", "repetition", "length")
     timeout: float = 5.0  # hard wall-clock limit per row, enforced by killing the worker
     workers: int = 0  # verifier processes; 0 = one per CPU core

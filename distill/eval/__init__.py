@@ -1,2 +1,3 @@
 """The eval stage: a model (RUN/student, a card, a hub id) → RUN/eval, samples on the benchmarks
-through the generate engines, scored by the filter's verifiers."""
+through the engines (distill/engines/), scored by the verifiers (distill/verify/) as the filter
+scores a trace."""

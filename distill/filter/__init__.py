@@ -1,2 +1,2 @@
 """The filter stage: RUN/traces (or converted published traces) → RUN/filtered, through the
-verifiers (verify/), dedup, decontamination, selection and the report."""
+verifiers (distill/verify/), dedup, decontamination, selection and the report."""

@@ -1,2 +1,2 @@
-"""The generate stage: prompts → RUN/traces, through a teacher engine (backends/), with a
-journal of finished answers and a data-parallel launcher."""
+"""The generate stage: prompts → RUN/traces, through a teacher engine (distill/engines/, with its
+journal of finished answers and shard writer), and a data-parallel launcher."""

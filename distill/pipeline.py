@@ -86,7 +86,6 @@ def _evaluate_base(recipe: Recipe, out: Path, problems: dict[str, list[dict]], s
     """The student as the recipe names it, untrained (no adapter, its own weights), on the same
     benchmarks with the same settings, into OUT/base/eval: the score training started from."""
     from .eval import evalmodel
-    from .runfolder import BASE
 
     model = evalmodel.EvalModel(evalmodel.from_student(recipe.student))
     return _score(model, recipe, out, out / BASE, "base", problems, skipped)

@@ -29,6 +29,11 @@ def duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+def time_left(elapsed: float, done: float, left: float) -> str:
+    """The time `left` more units take at the pace of the `done` ones so far ("?" before any)."""
+    return duration(elapsed / done * max(left, 0)) if done > 0 else "?"
+
+
 class Countdown:
     """An ETA over units of about equal work (files, steps): the time per unit so far."""
 
@@ -38,9 +43,8 @@ class Countdown:
     def tick(self) -> str:
         """One more unit done: "ETA 1m05s · 3/8 files"."""
         self.done += 1
-        elapsed = time.monotonic() - self.start
-        left = elapsed / self.done * max(self.total - self.done, 0)
-        return f"ETA {duration(left)} · {self.done}/{self.total} {self.unit}"
+        left = time_left(time.monotonic() - self.start, self.done, self.total - self.done)
+        return f"ETA {left} · {self.done}/{self.total} {self.unit}"
 
 
 class GenProgress:
@@ -129,15 +133,20 @@ class GenProgress:
             self._drained = (Counter(self.retries), self.errors)
         return retries, errors
 
+    def _running(self) -> tuple[int, int]:
+        """Tokens so far of the unfinished samples, and how many they are."""
+        with self._lock:
+            return (sum(tokens for tokens, _ in self._live.values()),
+                    sum(count for _, count in self._live.values()))
+
     def eta(self) -> str:
         """Time left from the token rate. A sample not started is expected to be as long as the
         finished ones on average, or as the running ones already are when that is longer (short
         answers finish first); a running one to reach that mean, and at least to double what it
         has (without that, running samples past the mean would read as done), within max_tokens.
         Before any sample finishes, `max_tokens` bounds it: "ETA ≤…"."""
+        live, running = self._running()
         with self._lock:
-            live = sum(tokens for tokens, _ in self._live.values())
-            running = sum(count for _, count in self._live.values())
             finished = self.samples - self.restored_samples
             left = self.samples_total - self.samples
             tokens = self.tokens
@@ -159,8 +168,7 @@ class GenProgress:
     def parts(self) -> list[str]:
         """The line's fields, most important first (a narrow line keeps the first ones)."""
         elapsed = max(time.monotonic() - self.start, 1e-9)
-        with self._lock:
-            generated = self.tokens + sum(tokens for tokens, _ in self._live.values())
+        generated = self.tokens + self._running()[0]
         parts = [f"ETA {self.eta()}", f"{self.samples}/{self.samples_total} samples"]
         if self.priced:  # money before speed
             parts.append(f"cost {self.spent_line()}")

@@ -164,7 +164,7 @@ def _quiet_logs(trainer) -> None:
 
     import time
 
-    from ..ui import duration
+    from ..ui import duration, time_left
 
     class Report(TrainerCallback):
         started = (0.0, 0)  # (clock, step) when this process began training: a resumed run counts from there
@@ -180,7 +180,7 @@ def _quiet_logs(trainer) -> None:
                 Report.shown = tenth
                 clock, first = Report.started
                 elapsed, done = time.monotonic() - clock, state.global_step - first
-                eta = duration(elapsed / done * (state.max_steps - state.global_step)) if done > 0 else "?"
+                eta = time_left(elapsed, done, state.max_steps - state.global_step)
                 console.print(
                     f"  step {state.global_step}/{state.max_steps}  loss {float(logs['loss']):.4f}  "
                     f"lr {float(logs.get('learning_rate', 0)):.2e}  {duration(elapsed)}, ETA {eta}"

@@ -26,12 +26,16 @@ COLUMNS = ["id", "source", "domain", "completion_tokens", "pass_rate", "verifier
 
 
 def _read(path: Path, extra: list[str]):
-    """A shard's small columns and its completion token counts (see token_counts)."""
+    """A shard's small columns, its completion token counts (see token_counts) and its reasoning
+    token counts (for the lengths plot), from one read of the file: the text columns are read
+    for their lengths only, a shard at a time, and not kept."""
     if not path.is_file():
-        return None, None
+        return None, None, None
     names = shards.open_file(path).schema_arrow.names
-    table = shards.read_file(path, [c for c in COLUMNS + extra if c in names])
-    return table, token_counts(path, table)
+    text = [c for c in ("reasoning", "completion") if c in names]
+    table = shards.read_file(path, [c for c in COLUMNS + extra + text if c in names])
+    tokens = token_counts(path, table)
+    return table.drop_columns(text), tokens, _reasoning_tokens(table, tokens)
 
 
 def token_counts(path: Path, table=None):
@@ -44,16 +48,19 @@ def token_counts(path: Path, table=None):
     if table is not None and "completion_tokens" in table.column_names and not table.column("completion_tokens").null_count:
         return table.column("completion_tokens").cast(pa.int64()).to_numpy()  # no need to open the file again
     names = shards.open_file(path).schema_arrow.names
+
+    def column(name: str):  # from `table` when it holds it: the file is not read twice
+        return (table if table is not None and name in table.column_names else shards.read_file(path, [name])).column(name)
+
     tokens = None
     if "completion_tokens" in names:
-        tokens = (table if table is not None and "completion_tokens" in table.column_names
-                  else shards.read_file(path, ["completion_tokens"])).column("completion_tokens").cast(pa.int64())
+        tokens = column("completion_tokens").cast(pa.int64())
         if not tokens.null_count:
             return tokens.to_numpy()
     text = [c for c in ("completion", "response") if c in names]
     if not text:
         return np.zeros(0, dtype=np.int64)
-    estimate = pc.divide(pc.fill_null(pc.utf8_length(shards.read_file(path, text[:1]).column(text[0])), 0), 4)
+    estimate = pc.divide(pc.fill_null(pc.utf8_length(column(text[0])), 0), 4)
     estimate = estimate.cast(pa.int64())
     return (estimate if tokens is None else pc.if_else(pc.is_null(tokens), estimate, tokens)).to_numpy()
 
@@ -65,8 +72,9 @@ def _shard_names(stage: Path) -> list[str]:
 
 
 def _pairs(stage: Path):
-    """(kept table, kept tokens, rejected table, rejected tokens) per output shard: a problem's
-    samples all sit in the same shard index, split between data/ and rejected/."""
+    """(kept table, kept tokens, kept reasoning tokens, rejected table, rejected tokens, rejected
+    reasoning tokens) per output shard: a problem's samples all sit in the same shard index,
+    split between data/ and rejected/."""
     names = _shard_names(stage)
     for name in names:
         yield (*_read(stage / shards.DATA / name, []), *_read(stage / REJECTED / name, ["reject_reason"]))
@@ -84,7 +92,10 @@ def percentiles(chunks: list) -> dict:
     return out
 
 
-def build_report(stage: Path, cfg: FilterConfig | None = None) -> dict:
+def build_report(stage: Path, cfg: FilterConfig | None = None, reasoning: dict | None = None) -> dict:
+    """report.json's contents, read back from the finished shards. Given `reasoning` (a dict), it
+    is filled with the kept and rejected rows' reasoning token counts for `write_plots`, from the
+    same reads."""
     cfg = cfg or FilterConfig()
     reasons: Counter = Counter()
     by_source: dict[str, Counter] = defaultdict(Counter)
@@ -94,22 +105,28 @@ def build_report(stage: Path, cfg: FilterConfig | None = None) -> dict:
     contaminated: Counter = Counter()
     problems = Counter()  # count, rate_sum, all_wrong, all_right over problems (contaminated ones aside)
     unverified: Counter = Counter()  # kept rows of a domain no answer verifier covered
+    answering, uncovered = _answer_verifiers(), {}  # uncovered: (domain, verifiers ran) -> bool
     lengths: dict[str, list] = {"kept": [], "rejected": []}
-    for kept_table, kept_tokens, rej_table, rej_tokens in _pairs(stage):
+    thought: dict[str, list] = {"kept": [], "rejected": []}
+    for kept_table, kept_tokens, kept_thought, rej_table, rej_tokens, rej_thought in _pairs(stage):
         rates: dict[str, float] = {}  # this shard's problems only
         if kept_table is not None:
             cols = kept_table.to_pydict()
             lengths["kept"].append(kept_tokens)
+            thought["kept"].append(kept_thought)
             kept_by_source.update(cols["source"])
             kept_by_group.update(cols[cfg.quota_by])
             available.update(cols[cfg.quota_by])
             rates.update(zip(cols["id"], cols["pass_rate"]))
             for domain, ran in zip(cols["domain"], cols["verifier"]):
-                if domain not in NON_REASONING and not set((ran or "").split(",")) & _answer_verifiers():
+                if (domain, ran) not in uncovered:  # a few distinct pairs in a whole run
+                    uncovered[domain, ran] = domain not in NON_REASONING and not set((ran or "").split(",")) & answering
+                if uncovered[domain, ran]:
                     unverified[domain] += 1
         if rej_table is not None:
             cols = rej_table.to_pydict()
             lengths["rejected"].append(rej_tokens)
+            thought["rejected"].append(rej_thought)
             for i, reason in enumerate(cols["reject_reason"]):
                 reasons[reason] += 1
                 by_source[cols["source"][i]][reason] += 1
@@ -119,8 +136,15 @@ def build_report(stage: Path, cfg: FilterConfig | None = None) -> dict:
                     contaminated[(cols["verifier"][i] or "").removeprefix("decontaminate:")] += 1
                 elif cols["pass_rate"][i] is not None:
                     rates.setdefault(cols["id"][i], cols["pass_rate"][i])
-        for rate in rates.values():
-            problems.update({"count": 1, "rate_sum": rate, "all_wrong": rate == 0, "all_right": rate == 1})
+        values = list(rates.values())
+        problems["count"] += len(values)
+        problems["rate_sum"] = sum(values, problems["rate_sum"])
+        problems["all_wrong"] += values.count(0)
+        problems["all_right"] += values.count(1)
+    if reasoning is not None:
+        import numpy as np
+
+        reasoning.update({k: np.concatenate([np.zeros(0), *v]) for k, v in thought.items()})
     kept, rejected = sum(kept_by_source.values()), sum(reasons.values())
     sources = sorted(set(kept_by_source) | set(by_source))
     report = {
@@ -175,17 +199,17 @@ def _problem_stats(totals: Counter) -> dict:
     }
 
 
-def _reasoning_tokens(path: Path):
+def _reasoning_tokens(table, tokens):
     """Reasoning length in tokens per row: the completion's tokens times the reasoning's share of
-    its characters (all of it without a <think> block). Text columns are read a shard at a time."""
+    its characters (all of it without a <think> block)."""
     import numpy as np
     import pyarrow.compute as pc
 
-    if not path.is_file():
+    if "completion" not in table.column_names:
         return np.zeros(0)
-    _, tokens = _read(path, [])
-    table = shards.read_file(path, ["reasoning", "completion"])
     completion = pc.fill_null(pc.utf8_length(table.column("completion")), 0)
+    if "reasoning" not in table.column_names:
+        return tokens.astype(float)
     # no <think> block: the whole completion is the chain of thought
     reasoning = pc.coalesce(pc.utf8_length(table.column("reasoning")), completion)
     return np.round(tokens * reasoning.to_numpy() / np.maximum(completion.to_numpy(), 1))
@@ -205,14 +229,9 @@ def prepare_plots() -> None:
     threading.Thread(target=load, name="import-matplotlib", daemon=True).start()
 
 
-def write_plots(stage: Path) -> list[str]:
-    """A PNG histogram of reasoning length, kept vs rejected."""
-    import numpy as np
-
-    names = _shard_names(stage)
-    kept = np.concatenate([np.zeros(0)] + [_reasoning_tokens(stage / shards.DATA / n) for n in names])
-    rejected = np.concatenate([np.zeros(0)] + [_reasoning_tokens(stage / REJECTED / n) for n in names])
-    fig = lengths_figure(kept, rejected)
+def write_plots(stage: Path, reasoning: dict) -> list[str]:
+    """A PNG histogram of reasoning length, kept vs rejected (`reasoning`: as build_report fills it)."""
+    fig = lengths_figure(reasoning["kept"], reasoning["rejected"])
     path = stage / "lengths.png"
     with shards.writing(path):
         fig.savefig(path)  # Figure renders with the Agg canvas: no display needed

@@ -148,8 +148,9 @@ def _run_filter(recipe: Recipe, source: Path, out: Path, rank: int, world_size: 
         if shards.is_complete(stage):
             return _finished(stage)
         _second_pass(stage, len(files), cfg)
-        report = build_report(stage, cfg)
-        report["plots"] = write_plots(stage)
+        reasoning: dict = {}
+        report = build_report(stage, cfg, reasoning)
+        report["plots"] = write_plots(stage, reasoning)
         shards.write_json(stage / "report.json", report)
         shards.write_card(stage, "distill filtered traces", {"default": shards.DATA, "rejected": REJECTED},
                           f"{report['kept']} of {report['rows_in']} rows kept; see report.json.")

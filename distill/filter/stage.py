@@ -39,7 +39,7 @@ from .report import CANDIDATES, INPUTS, PASS1, REJECTED, build_report, prepare_p
 from .pass2 import _second_pass
 from .select import choose, pass_rates
 from ..ui import Countdown, console, plural
-from ..verify.shard import OPTION_KEYS, _verify_shard  # noqa: F401 - _verify_shard: part of this module's face
+from ..verify.shard import OPTION_KEYS
 
 STAGE = "filtered"
 

@@ -1,12 +1,13 @@
 """`distill generate` (vLLM backend) vs per-shard `LLM.generate` on a long-tail workload.
 
-    python bench/generate_longtail.py [--prompts 128] [--shard 16] [--n 2] [--max-tokens 256] [--rounds 2]
+    python bench/generate_longtail.py [--prompts 128] [--shard 16] [--n 2] [--max-tokens 512] [--rounds 2]
+    python bench/generate_longtail.py --step-cost   # why the ratio is what it is on this machine
 
 The baseline drives vLLM the way curator and SkyThought do offline: one `LLM.generate` call per
 shard (batch) of prompts, its results written to Parquet when the call returns, then the next
 shard. distill queues the next shards while the current one drains. The workload has a long
 tail: seven prompts in eight are one-line sums asked for the number only (a few tokens), every
-eighth a GSM8K test question with the R1 prompt (it runs to --max-tokens), so every shard holds
+eighth a GSM8K test question with the R1 prompt (hundreds of tokens, many cut at --max-tokens), so every shard holds
 a couple of long samples that keep a per-shard call waiting with a nearly empty batch.
 
 Both sides: the same prompts (distill's own prompt loading), the same chat rendering, the same
@@ -14,6 +15,13 @@ engine settings (the SmolLM2 teacher card, plus what distill sets on a CPU), the
 with distill's per-prompt seeds, so both write the same tokens (checked: sample by sample).
 Engine start is excluded on both sides; Parquet writes are included on both. Rounds alternate
 (A B, B A, …); the ratio is distill's output tokens/s over the baseline's, summed.
+
+What the ratio can reach depends on how much cheaper a token is in a full batch than in the
+baseline's nearly empty one. `--step-cost` measures that on the machine at hand: the engine's
+time per step at a few batch sizes, with and without the recipe's top-p (vLLM's CPU sampler
+sorts the whole vocabulary for every sequence at every step, a cost per token that batching does
+not share). The prefill and the short answers cost both sides the same, so the longer the tail
+(--max-tokens), the more of the run is the part where the two differ.
 """
 
 from __future__ import annotations
@@ -110,15 +118,48 @@ def ours(recipe, out: Path) -> tuple[int, float, dict]:
     return tokens, seconds, {(r["id"], r["sample_idx"]): r["completion"] for r in table.to_pylist()}
 
 
+def step_cost(recipe) -> None:
+    """The engine's time per decode step at a few batch sizes, without and with the recipe's
+    top-p: one prompt repeated, every sample run to 64 tokens (ignore_eos), seeded per sample."""
+    from vllm import LLM, SamplingParams
+    from vllm.platforms import current_platform
+
+    from distill import models
+    from distill.engines.vllm import engine_args
+    from distill.generate.stage import settings_for
+
+    settings = settings_for(recipe)
+    path, kwargs = models.load_args(recipe.teacher)
+    llm = LLM(**engine_args(recipe.teacher, path, kwargs, settings.seed, current_platform.is_cpu()))
+    prompt = json.loads(open(GSM8K_TEST).readline())["question"]
+    for top_p in sorted({1.0, settings.top_p}):
+        for batch in (4, 32, 128):
+            params = [SamplingParams(max_tokens=64, ignore_eos=True, temperature=settings.temperature, top_p=top_p,
+                                     seed=i) for i in range(batch)]
+            llm.generate([prompt] * batch, SamplingParams(max_tokens=1), use_tqdm=False)  # its prefix cached
+            start = time.perf_counter()
+            llm.generate([prompt] * batch, params, use_tqdm=False)
+            seconds = time.perf_counter() - start
+            print(json.dumps({"top_p": top_p, "batch": batch, "ms_per_step": round(seconds / 64 * 1000, 1),
+                              "ms_per_token": round(seconds / 64 / batch * 1000, 2)}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--prompts", type=int, default=128)
     parser.add_argument("--shard", type=int, default=16)
     parser.add_argument("--n", type=int, default=2)
-    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--step-cost", action="store_true", help="only measure the engine's time per step by batch size")
     args = parser.parse_args()
     vllm_env()
+    if args.step_cost:
+        with tempfile.TemporaryDirectory() as tmp:
+            prompts = Path(tmp) / "longtail.jsonl"
+            write_prompts(prompts, args.prompts)
+            step_cost(recipe_for(args, prompts))
+        return
     totals = {"distill": [0, 0.0], "per_shard": [0, 0.0]}
     same = []
     with tempfile.TemporaryDirectory() as tmp:

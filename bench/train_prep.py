@@ -13,7 +13,8 @@ before the clock starts (model load excluded).
   `tokenizer(texts)` call, timed alone;
 - distill: from the `messages` rows to a constructed SFTTrainer ready for its first step:
   distill's tokenization with labels on every assistant turn (train._prepare, which writes
-  RUN/tokens) and TRL's own preparation of the tokenized rows (truncation, masked-row filter);
+  RUN/tokens), TRL's own preparation of the tokenized rows (truncation, masked-row filter) and
+  the count of supervised tokens `distill train` reports before its first step;
 - resumed: the same again, as a resumed run does it (the tokens read back from RUN/tokens).
 
 Prints the three times and the ratios distill/baseline and resumed/baseline.
@@ -62,6 +63,7 @@ def main() -> None:
     from distill.config import TeacherCard, TrainConfig
     from distill.recipes import load_card
     from distill.train.stage import _prepare, _sft_trainer
+    from distill.train.trainer import _supervised_counts
 
     datasets.disable_progress_bars()
     source = models.resolve(load_card(TeacherCard, "smollm2-135m-instruct"))
@@ -91,7 +93,8 @@ def main() -> None:
         sft = SFTConfig(output_dir=str(run / "out"), max_length=max_length, report_to="none", use_cpu=True,
                         bf16=False, dataset_num_proc=args.num_proc if args.num_proc > 1 else None,
                         dataset_kwargs={"skip_prepare_dataset": True})  # as distill train sets it without packing
-        _sft_trainer(False)(model=model, args=sft, train_dataset=tokens, processing_class=tokenizer)
+        trainer = _sft_trainer(False)(model=model, args=sft, train_dataset=tokens, processing_class=tokenizer)
+        _supervised_counts(trainer.train_dataset)
         return time.perf_counter() - start
 
     with tempfile.TemporaryDirectory() as tmp:

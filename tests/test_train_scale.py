@@ -301,3 +301,23 @@ def test_push_to_hub_that_cannot_work_fails_at_the_start(tiny_recipe, filtered_r
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-1500:]
     assert message in result.stderr and "conversations" not in result.stdout
     assert not (filtered_run / "student").exists()
+
+
+def test_supervised_counts_from_arrow_match_a_count_of_every_label(tmp_path):
+    """The supervised-token count read from the Arrow column agrees with counting each label, on a
+    dataset read back from disk, on a row selection (an indices mapping) and on a slice, rows
+    without any label or without any supervised one included."""
+    import datasets
+
+    from distill.train.trainer import _supervised_counts
+
+    labels = [[-100] * (i % 7) + list(range(i % 11)) + [-100] * (i % 3) for i in range(300)] + [[], [-100]]
+    datasets.Dataset.from_dict({"labels": labels}).save_to_disk(str(tmp_path / "ds"))
+    ds = datasets.load_from_disk(str(tmp_path / "ds"))
+
+    def count(d):
+        return [sum(1 for t in row if t != -100) for row in d["labels"]]
+
+    for part in (ds, ds.select([301, 5, 299, 0, 300, 17]), ds.select(range(40, 90)), ds.shard(4, 3)):
+        assert _supervised_counts(part) == count(part)
+    assert _supervised_counts(ds)[-2:] == [0, 0] and sum(_supervised_counts(ds)) == sum(i % 11 for i in range(300))

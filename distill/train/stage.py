@@ -91,7 +91,8 @@ def _prepare(dataset, tokenizer, cfg, max_length: int, run: Path):
         raise UserError(f"every conversation is longer than max_length={max_length}"
                         + (", or its prompt alone fills it (no supervised token within it)" if lossless - drop else "")
                         + "; raise train.max_length")
-    totals = turn_totals([tokens["_turns"][i] for i in kept])
+    turns = list(tokens["_turns"])  # read once: each `tokens[col][i]` builds a new column view (1.3 s for 2,000 rows)
+    totals = turn_totals([turns[i] for i in kept])
     unmatched = sum(tokens["_unmatched"])
     if skip:
         tokens = tokens.select(kept)

@@ -69,7 +69,7 @@ def tokenize(dataset, tokenizer, loss_on: str, max_length: int, num_proc: int | 
     import numpy as np
     import pyarrow as pa
 
-    def batch(rows: dict) -> dict:
+    def batch(rows: dict) -> "pa.Table":
         pieces, owners, unmatched = [], [], []
         for messages in rows["messages"]:
             text, found, lost = spans(tokenizer, messages, loss_on)

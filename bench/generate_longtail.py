@@ -61,25 +61,34 @@ def recipe_for(args, prompts: Path):
     ])
 
 
+def engine(recipe):
+    """The teacher's vLLM engine with the settings distill's backend gives it (its start untimed)."""
+    from vllm import LLM
+    from vllm.platforms import current_platform
+
+    from distill import models
+    from distill.engines.vllm import engine_args
+    from distill.generate.stage import settings_for
+
+    path, kwargs = models.load_args(recipe.teacher)
+    return LLM(**engine_args(recipe.teacher, path, kwargs, settings_for(recipe).seed, current_platform.is_cpu()))
+
+
 def per_shard(args, recipe, out: Path) -> tuple[int, float, dict]:
     """The baseline: one LLM.generate call per shard, each shard's results written after it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from vllm import LLM, SamplingParams
+    from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
-    from vllm.platforms import current_platform
 
     from distill import engines
-    from distill import models
-    from distill.engines.vllm import engine_args
     from distill.generate.stage import settings_for
     from distill.prompting import prompt_messages
     from distill.sources import load_prompts
 
     settings = settings_for(recipe)
     prompts = load_prompts(recipe.data, recipe.generate.limit)
-    path, kwargs = models.load_args(recipe.teacher)
-    llm = LLM(**engine_args(recipe.teacher, path, kwargs, settings.seed, current_platform.is_cpu()))
+    llm = engine(recipe)
     tok = llm.get_tokenizer()
 
     def rendered(problem: str) -> TokensPrompt:
@@ -121,16 +130,12 @@ def ours(recipe, out: Path) -> tuple[int, float, dict]:
 def step_cost(recipe) -> None:
     """The engine's time per decode step at a few batch sizes, without and with the recipe's
     top-p: one prompt repeated, every sample run to 64 tokens (ignore_eos), seeded per sample."""
-    from vllm import LLM, SamplingParams
-    from vllm.platforms import current_platform
+    from vllm import SamplingParams
 
-    from distill import models
-    from distill.engines.vllm import engine_args
     from distill.generate.stage import settings_for
 
     settings = settings_for(recipe)
-    path, kwargs = models.load_args(recipe.teacher)
-    llm = LLM(**engine_args(recipe.teacher, path, kwargs, settings.seed, current_platform.is_cpu()))
+    llm = engine(recipe)
     prompt = json.loads(open(GSM8K_TEST).readline())["question"]
     for top_p in sorted({1.0, settings.top_p}):
         for batch in (4, 32, 128):

@@ -83,12 +83,11 @@ def tokenize(dataset, tokenizer, loss_on: str, max_length: int, num_proc: int | 
         supervised = np.repeat(np.array([k >= 0 for kinds in owners for k in kinds], dtype=bool), sizes)
         labels = np.where(supervised, flat, np.int32(IGNORE))
         out = {"_length": [], "_first": [], "_turns": [], "_unmatched": unmatched}
-        at = 0  # index into pieces
+        piece_sizes = iter(sizes)
         for kinds in owners:
             length, counts, first = 0, [0] * sum(1 for k in kinds if k >= 0), -1
             for k in kinds:
-                size = sizes[at]
-                at += 1
+                size = next(piece_sizes)
                 if k >= 0:
                     first = length if first < 0 and size else first
                     counts[k] = max(0, min(size, max_length - length))

@@ -117,16 +117,11 @@ def _supervised_counts(dataset) -> list[int]:
     """Tokens per row that carry loss, as TRL prepared them (after masking and truncation).
     Counted on the Arrow column (a running sum of the mask, read at each row's end): a Python
     loop over every label costs a second per 30M tokens, before the first step."""
-    import datasets
     import numpy as np
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    if not isinstance(dataset, datasets.Dataset):
-        return [sum(1 for t in labels if t != -100) for labels in dataset["labels"]]
-    column = dataset.with_format("arrow")["labels"]
     counts = []
-    for chunk in column.chunks if isinstance(column, pa.ChunkedArray) else [column]:
+    for chunk in dataset.with_format("arrow")["labels"].chunks:  # a ChunkedArray, row selection applied
         lengths = pc.list_value_length(chunk).fill_null(0).to_numpy(zero_copy_only=False)
         mask = pc.not_equal(chunk.flatten(), -100).to_numpy(zero_copy_only=False)
         running = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
